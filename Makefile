@@ -1,0 +1,80 @@
+# relay: see README.  `make` builds relay, `make check` runs the test suite
+# (against a build with AddressSanitizer and UBSan), `make install` installs.
+
+PROG	= relay
+SRCS	= relay.c conf.c addr.c msg.c smtp.c tls.c util.c
+OBJS	= $(SRCS:.c=.o)
+
+PREFIX	?= /usr/local
+SBINDIR	?= $(PREFIX)/sbin
+MANDIR	?= $(PREFIX)/share/man
+
+CC	?= cc
+CFLAGS	?= -O2 -g
+BSD_CFLAGS != pkg-config --cflags libbsd-overlay
+BSD_LIBS   != pkg-config --libs libbsd-overlay
+WARN	= -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	  -Wmissing-prototypes -Wformat=2
+CPPFLAGS += -D_DEFAULT_SOURCE $(BSD_CFLAGS)
+ALLCFLAGS = -std=c99 $(WARN) $(CFLAGS)
+LDLIBS	+= -lbearssl $(BSD_LIBS)
+
+# The test build: every warning an error, sanitizers on.
+SAN	= -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -fno-omit-frame-pointer
+TCFLAGS	= -std=c99 $(WARN) -Werror -O1 -g $(SAN)
+TOBJS	= $(SRCS:%.c=test/obj/%.o)
+LIBTOBJS = $(filter-out test/obj/relay.o,$(TOBJS))
+UNITS	= $(patsubst test/%.c,test/obj/%,$(wildcard test/unit_*.c))
+
+all: $(PROG)
+
+$(PROG): $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+.c.o:
+	$(CC) $(ALLCFLAGS) $(CPPFLAGS) -c $<
+
+$(OBJS): relay.h
+
+test/obj/%.o: %.c relay.h
+	@mkdir -p test/obj
+	$(CC) $(TCFLAGS) $(CPPFLAGS) -c -o $@ $<
+
+test/obj/relay: $(TOBJS)
+	$(CC) $(SAN) -o $@ $(TOBJS) $(LDLIBS)
+
+test/obj/unit_%: test/unit_%.c test/unit.h $(LIBTOBJS)
+	$(CC) $(TCFLAGS) $(CPPFLAGS) -I. -o $@ $< $(LIBTOBJS) $(LDLIBS)
+
+# The production build must also be clean under -Werror.
+werror:
+	$(MAKE) clean-objs
+	$(MAKE) CFLAGS="-O2 -g -Werror" $(PROG)
+
+check: werror test/obj/relay $(UNITS)
+	bash test/run
+
+install: $(PROG)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(PROG) $(DESTDIR)$(SBINDIR)/$(PROG)
+	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/sendmail
+	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/mailq
+	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/newaliases
+	install -m 644 relay.8 $(DESTDIR)$(MANDIR)/man8/relay.8
+	install -m 644 relay.conf.5 $(DESTDIR)$(MANDIR)/man5/relay.conf.5
+
+lint:
+	mandoc -Tlint -W warning relay.8 relay.conf.5
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	    --inline-suppr -D__GNUC__ $(SRCS)
+
+clean-objs:
+	rm -f $(OBJS)
+
+clean: clean-objs
+	rm -f $(PROG)
+	rm -rf test/obj test/tmp
+
+.PHONY: all check werror install lint clean clean-objs

@@ -1,0 +1,216 @@
+/*
+ * relay: a sendmail replacement that hands each message to one smarthost
+ * over authenticated, verified TLS.  This header declares only what crosses
+ * a file boundary.
+ */
+#ifndef RELAY_H
+#define RELAY_H
+
+#include <sys/types.h>
+#include <stddef.h>
+
+#define RELAY_VERSION		"0.1"
+#define RELAY_CONF_DEFAULT	"/etc/relay.conf"
+#define RELAY_CA_DEFAULT	"/etc/ssl/certs/ca-certificates.crt"
+
+/* RFC 5321 4.5.3.1: limits on what goes into a command line. */
+#define ADDR_MAX	256	/* path, without the angle brackets */
+#define LOCAL_MAX	64
+#define DOMAIN_MAX	255
+#define ERRLEN		512	/* every err buffer passed between files */
+
+/* ---- conf.c ----------------------------------------------------------- */
+
+enum tls_mode { TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE };
+enum log_dest { LOGTO_SYSLOG, LOGTO_STDERR };
+
+/* RFC 5321 4.5.3.2 timeouts, in seconds, indexed by what they guard. */
+enum tmo {
+	TMO_CONNECT,		/* TCP connect, per address */
+	TMO_GREETING,		/* 220 greeting; also the TLS handshake */
+	TMO_COMMAND,		/* EHLO, STARTTLS, AUTH, MAIL, RCPT, QUIT */
+	TMO_DATA_INIT,		/* 354 reply to DATA */
+	TMO_DATA_BLOCK,		/* each write of message data */
+	TMO_DATA_END,		/* final reply after the terminating dot */
+	TMO_COUNT
+};
+
+struct alias {
+	char	 *name;		/* local name without '@', or "*" (catch-all) */
+	char	**targets;	/* qualified addresses */
+	size_t	  ntargets;
+};
+
+struct conf {
+	char		*path;		/* file the settings came from */
+	char		*host;		/* smarthost name as configured */
+	int		 port;
+	enum tls_mode	 tls;
+	char		*user;		/* NULL: no AUTH */
+	char		*password;	/* set iff user is; wiped by conf_free */
+	char		*from;		/* default envelope sender, or NULL */
+	char		*domain;	/* qualifies unaliased local names, or NULL */
+	char		*helo;		/* EHLO name, never NULL after load */
+	char		*ca_file;	/* never NULL after load */
+	int		 timeout[TMO_COUNT];
+	struct alias	*aliases;
+	size_t		 naliases;
+	enum log_dest	 log;
+};
+
+/*
+ * Load and check a configuration file.  On error returns -1 with err set to
+ * one line such as `relay.conf:12: unknown keyword "prot"`; the caller exits
+ * with EX_CONFIG.
+ */
+int	 conf_load(struct conf *, const char *path, char *err, size_t errlen);
+void	 conf_free(struct conf *);
+/* The alias for a local name: an exact match, else "*", else NULL. */
+const struct alias *conf_alias(const struct conf *, const char *name);
+
+/* ---- addr.c: RFC 5322 address lists ----------------------------------- */
+
+struct mailbox {
+	char	*addr;		/* addr-spec, CFWS and route removed */
+	size_t	 mb_start;	/* whole mailbox (name, brackets, comments) */
+	size_t	 mb_end;	/*   as offsets into the parsed text */
+	size_t	 as_start;	/* the addr-spec as written */
+	size_t	 as_end;
+};
+
+/*
+ * Parse an address list (the body of a To/Cc/Bcc field, or one argv
+ * recipient such as "a@x,b@y").  Groups contribute their members; empty
+ * groups nothing.  Returns 0, or -1 with err set.
+ */
+int	 addrlist_parse(const char *text, size_t len, struct mailbox **mbp,
+	    size_t *nmbp, char *err, size_t errlen);
+void	 addrlist_free(struct mailbox *, size_t);
+/*
+ * Is this a safe envelope address for MAIL/RCPT?  Returns NULL if so, else a
+ * short reason ("contains a line break", "local part longer than 64
+ * octets"...).  An empty string is the null path and is accepted.
+ */
+const char *addr_check(const char *addr);
+
+/* ---- msg.c: the message as read from the caller ----------------------- */
+
+struct rcpt {
+	char	*addr;		/* qualified, checked envelope address */
+	int	 code;		/* reply to its RCPT, 0 before */
+	char	*reply;		/* that reply, sanitised, or NULL */
+};
+
+struct msgopts {
+	int	  extract;	/* -t: recipients from To, Cc and Bcc */
+	int	  dotend;	/* no -i: a line holding only "." ends input */
+	const char *from;	/* -f/-r, or NULL */
+	const char *fullname;	/* -F, or NULL */
+	char	**argv_rcpts;	/* recipients from the command line */
+	size_t	  nargv;
+};
+
+struct header;
+
+struct msg {
+	char		*sender;	/* envelope sender, qualified */
+	struct rcpt	*rcpts;
+	size_t		 nrcpts;
+	off_t		 size;		/* RFC 1870: CRLF form, unstuffed */
+	int		 eightbit;	/* some octet >= 0x80 will be sent */
+	char		*note;		/* how the body was changed, or NULL */
+	/* private to msg.c */
+	struct header	*hdrs;
+	size_t		 nhdrs;
+	int		 spoolfd;	/* body, CRLF lines, not dot-stuffed */
+	off_t		 bodylen;
+};
+
+typedef int (*msg_put_fn)(void *ctx, const char *buf, size_t len);
+
+/*
+ * Read a message from fd, spool its body to an unlinked temporary file, fix
+ * it for the wire and work out the envelope.  Returns 0 (EX_OK), or a
+ * sysexits code with err set to one line.
+ */
+int	 msg_read(struct msg *, int fd, const struct msgopts *,
+	    const struct conf *, char *err, size_t errlen);
+/*
+ * Emit the message as DATA content: CRLF lines, dot-stuffed, then ".\r\n".
+ * put() returns 0 or -1; msg_send returns 0, or -1 when put() or reading
+ * the spool failed.
+ */
+int	 msg_send(const struct msg *, msg_put_fn put, void *ctx);
+void	 msg_free(struct msg *);
+
+/* ---- tls.c: the connection, plain or TLS ------------------------------ */
+
+struct conn;
+
+/*
+ * Connect to the smarthost, trying each of its addresses in turn, and for
+ * implicit TLS complete the handshake.  Returns NULL with err set and *exit
+ * set to a sysexits code.
+ */
+struct conn *conn_open(const struct conf *, int *exitcode, char *err,
+	    size_t errlen);
+/* Start TLS on a plaintext connection (after "220" to STARTTLS). */
+int	 conn_starttls(struct conn *, int *exitcode, char *err, size_t errlen);
+int	 conn_is_tls(const struct conn *);
+/* Bytes received but not yet read by conn_getline. */
+size_t	 conn_pending(const struct conn *);
+/* Set the deadline for the coming operations, in seconds from now. */
+void	 conn_timeout(struct conn *, int seconds);
+/*
+ * Read one line without its CRLF (or LF) into buf.  Returns its length, or
+ * -1 on error/EOF/timeout/overlong line with conn_error() telling why.
+ */
+ssize_t	 conn_getline(struct conn *, char *buf, size_t size);
+int	 conn_write(struct conn *, const char *, size_t);
+int	 conn_flush(struct conn *);
+const char *conn_error(const struct conn *);
+/* "smtp.example.com[192.0.2.1]:465" */
+const char *conn_peer(const struct conn *);
+void	 conn_close(struct conn *);
+
+/* ---- smtp.c: the dialogue --------------------------------------------- */
+
+#define REPLY_MAX	65536	/* cap on one reply, all lines */
+
+struct reply {
+	int	 code;		/* 0 while incomplete */
+	int	 lines;
+	size_t	 len;
+	char	 text[REPLY_MAX];	/* lines joined by '\n', codes kept */
+};
+
+/*
+ * Feed one reply line (without CRLF).  Returns 1 when the reply is
+ * complete, 0 when more lines follow, -1 on a malformed line (err set).
+ */
+int	 reply_feed(struct reply *, const char *line, size_t len, char *err,
+	    size_t errlen);
+void	 reply_init(struct reply *);
+
+struct delivery {
+	char	 relay[300];	/* conn_peer() of the smarthost used */
+	char	 last[512];	/* its final reply, sanitised, one line */
+	int	 accepted;	/* recipients the smarthost took */
+};
+
+/*
+ * Hand the message to the smarthost.  Returns a sysexits code; err says
+ * why when it is not EX_OK.  Per-recipient results land in msg->rcpts.
+ */
+int	 smtp_deliver(const struct conf *, struct msg *, struct delivery *,
+	    char *err, size_t errlen);
+extern int verbose;		/* -v: SMTP dialogue on stderr */
+
+/* ---- shared helpers (util.c) ------------------------------------------ */
+
+/* Copy src to dst making it safe for a terminal or syslog (vis-encoded). */
+void	 sanitise(char *dst, size_t dstlen, const char *src, size_t srclen);
+/* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */
+ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
+
+#endif /* RELAY_H */

@@ -1,0 +1,76 @@
+/*
+ * Small helpers shared by several files: making untrusted text safe to
+ * print, and Base64 for AUTH.
+ */
+#include <string.h>
+
+#include "relay.h"
+
+/*
+ * Server replies and message text reach terminals and syslog: escape
+ * anything that is not printable ASCII as \ooo, like vis(3) VIS_OCTAL, so a
+ * hostile smarthost cannot send terminal escapes.  Always terminates dst.
+ */
+void
+sanitise(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	static const char digits[] = "01234567";
+	size_t i, o = 0;
+
+	if (dstlen == 0)
+		return;
+	for (i = 0; i < srclen; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= dstlen)
+				break;
+			dst[o++] = (char)c;
+		} else if (c == '\\') {
+			if (o + 2 >= dstlen)
+				break;
+			dst[o++] = '\\';
+			dst[o++] = '\\';
+		} else {
+			if (o + 4 >= dstlen)
+				break;
+			dst[o++] = '\\';
+			dst[o++] = digits[(c >> 6) & 7];
+			dst[o++] = digits[(c >> 3) & 7];
+			dst[o++] = digits[c & 7];
+		}
+	}
+	dst[o] = '\0';
+}
+
+ssize_t
+b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *in = src;
+	size_t i, o = 0;
+
+	if (dstlen == 0 || srclen > (dstlen - 1) / 4 * 3)
+		return -1;
+	for (i = 0; i + 2 < srclen; i += 3) {
+		dst[o++] = alphabet[in[i] >> 2];
+		dst[o++] = alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		dst[o++] = alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		dst[o++] = alphabet[in[i + 2] & 63];
+	}
+	if (i < srclen) {
+		dst[o++] = alphabet[in[i] >> 2];
+		if (i + 1 < srclen) {
+			dst[o++] = alphabet[((in[i] & 3) << 4) |
+			    (in[i + 1] >> 4)];
+			dst[o++] = alphabet[(in[i + 1] & 15) << 2];
+		} else {
+			dst[o++] = alphabet[(in[i] & 3) << 4];
+			dst[o++] = '=';
+		}
+		dst[o++] = '=';
+	}
+	dst[o] = '\0';
+	return (ssize_t)o;
+}
