@@ -1,0 +1,707 @@
+/*
+ * The SMTP submission dialogue (RFC 5321, 3207, 4954, 2920, 1870, 6152):
+ * greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, QUIT.  It knows
+ * nothing of files: the message reaches it through msg_send().
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+
+#include "relay.h"
+
+#define LINE_MAX_IN	16385	/* AUTH challenges may be 12288 octets */
+#define CMD_MAX		1024
+#define PIPELINE_MAX	100	/* recipients sent in one pipelined group */
+#define QUIT_TIMEOUT	10
+
+int verbose;
+
+struct caps {
+	int	 starttls;
+	int	 pipelining;
+	int	 eightbitmime;
+	int	 auth_plain;
+	int	 auth_login;
+	long long size;		/* 0: no limit announced */
+	char	 auth[128];	/* mechanisms as offered, for messages */
+};
+
+struct session {
+	const struct conf	*conf;
+	struct conn		*c;
+	struct caps		 caps;
+	struct reply		 r;
+	char			 line[LINE_MAX_IN];
+	char			*err;
+	size_t			 errlen;
+	int			 broken;	/* no further command possible */
+};
+
+/* ---- replies ------------------------------------------------------------- */
+
+void
+reply_init(struct reply *r)
+{
+	r->code = 0;
+	r->lines = 0;
+	r->len = 0;
+	r->text[0] = '\0';
+}
+
+/*
+ * RFC 5321 4.2: "xyz-text" continues a reply, "xyz text" or "xyz" ends
+ * it; every line carries the same code, whose first digit is 2 to 5.
+ */
+int
+reply_feed(struct reply *r, const char *line, size_t len, char *err,
+    size_t errlen)
+{
+	char show[64];
+	int code, last;
+
+	sanitise(show, sizeof show, line, len);
+	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' ||
+	    line[1] > '5' || !isdigit((unsigned char)line[2]) ||
+	    (len > 3 && line[3] != ' ' && line[3] != '-')) {
+		snprintf(err, errlen, "malformed reply \"%s\"", show);
+		return -1;
+	}
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + line[2] - '0';
+	if (r->lines > 0 && code != r->code) {
+		snprintf(err, errlen, "reply changes code from %d to %d in "
+		    "\"%s\"", r->code, code, show);
+		return -1;
+	}
+	if (r->len + len + 2 > sizeof r->text) {
+		snprintf(err, errlen, "reply longer than %zu octets",
+		    sizeof r->text);
+		return -1;
+	}
+	if (r->lines > 0)
+		r->text[r->len++] = '\n';
+	memcpy(r->text + r->len, line, len);
+	r->len += len;
+	r->text[r->len] = '\0';
+	r->code = code;
+	r->lines++;
+	last = len == 3 || line[3] == ' ';
+	return last;
+}
+
+/* The reply as one safe line, for messages and the log. */
+static void
+reply_oneline(const struct reply *r, char *buf, size_t size)
+{
+	char *p;
+
+	sanitise(buf, size, r->text, r->len);
+	/* sanitise() wrote line breaks as \012; show them as " / " */
+	while ((p = strstr(buf, "\\012")) != NULL) {
+		p[0] = ' ';
+		p[1] = '/';
+		p[2] = ' ';
+		memmove(p + 3, p + 4, strlen(p + 4) + 1);
+	}
+}
+
+static int
+reply_exit(int code)
+{
+	return code >= 500 ? EX_UNAVAILABLE : EX_TEMPFAIL;
+}
+
+/* ---- talking ------------------------------------------------------------- */
+
+static void
+trace(const char *dir, const char *text, size_t len)
+{
+	char show[1024];
+
+	if (!verbose)
+		return;
+	sanitise(show, sizeof show, text, len);
+	fprintf(stderr, "%s %s\n", dir, show);
+}
+
+/*
+ * Queue one command.  `shown` is what -v prints instead of the command
+ * when it carries credentials.
+ */
+static int
+send_cmd(struct session *s, const char *shown, const char *fmt, ...)
+{
+	char cmd[CMD_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof cmd - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof cmd - 2) {
+		snprintf(s->err, s->errlen, "command too long");
+		return EX_SOFTWARE;
+	}
+	trace(">>>", shown ? shown : cmd, shown ? strlen(shown) : (size_t)n);
+	memcpy(cmd + n, "\r\n", 3);
+	n += 2;
+	if (conn_write(s->c, cmd, (size_t)n) == -1) {
+		s->broken = 1;
+		snprintf(s->err, s->errlen, "%s: %s", conn_peer(s->c),
+		    conn_error(s->c));
+		explicit_bzero(cmd, sizeof cmd);
+		return EX_TEMPFAIL;
+	}
+	explicit_bzero(cmd, sizeof cmd);
+	return EX_OK;
+}
+
+/*
+ * Read one whole reply to `what`.  Returns EX_OK with s->r filled, or a
+ * sysexits code with s->err set.  421 ends the session at any point.
+ */
+static int
+read_reply(struct session *s, const char *what)
+{
+	char why[ERRLEN], show[512];
+	ssize_t len;
+	int done;
+
+	reply_init(&s->r);
+	do {
+		len = conn_getline(s->c, s->line, sizeof s->line);
+		if (len == -1) {
+			s->broken = 1;
+			snprintf(s->err, s->errlen, "%s: no reply to %s: %s",
+			    conn_peer(s->c), what, conn_error(s->c));
+			return EX_TEMPFAIL;
+		}
+		trace("<<<", s->line, (size_t)len);
+		done = reply_feed(&s->r, s->line, (size_t)len, why,
+		    sizeof why);
+		if (done == -1) {
+			s->broken = 1;
+			snprintf(s->err, s->errlen, "%s: %s to %s",
+			    conn_peer(s->c), why, what);
+			return EX_PROTOCOL;
+		}
+	} while (!done);
+	if (s->r.code == 421) {
+		s->broken = 1;
+		reply_oneline(&s->r, show, sizeof show);
+		snprintf(s->err, s->errlen, "%s closed the session at %s: %s",
+		    conn_peer(s->c), what, show);
+		return EX_TEMPFAIL;
+	}
+	return EX_OK;
+}
+
+/* Send one command and read its reply; want is the first digit hoped for. */
+static int
+command(struct session *s, int tmo, int want, const char *what,
+    const char *shown, const char *fmt, ...)
+{
+	char cmd[CMD_MAX], show[512];
+	va_list ap;
+	int n, ex;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof cmd) {
+		snprintf(s->err, s->errlen, "%s: command too long", what);
+		return EX_SOFTWARE;
+	}
+	conn_timeout(s->c, s->conf->timeout[tmo]);
+	ex = send_cmd(s, shown, "%s", cmd);
+	explicit_bzero(cmd, sizeof cmd);
+	if (ex == EX_OK)
+		ex = read_reply(s, what);
+	if (ex != EX_OK)
+		return ex;
+	if (s->r.code / 100 == want)
+		return EX_OK;
+	reply_oneline(&s->r, show, sizeof show);
+	snprintf(s->err, s->errlen, "%s refused %s: %s", conn_peer(s->c),
+	    what, show);
+	return reply_exit(s->r.code);
+}
+
+/* ---- capabilities -------------------------------------------------------- */
+
+static void
+caps_word(struct caps *caps, char *kw)
+{
+	char *arg, *mech, *last;
+
+	arg = kw + strcspn(kw, " =");
+	if (*arg != '\0')
+		*arg++ = '\0';
+	if (strcasecmp(kw, "STARTTLS") == 0)
+		caps->starttls = 1;
+	else if (strcasecmp(kw, "PIPELINING") == 0)
+		caps->pipelining = 1;
+	else if (strcasecmp(kw, "8BITMIME") == 0)
+		caps->eightbitmime = 1;
+	else if (strcasecmp(kw, "SIZE") == 0)
+		/* RFC 1870 4: no number, or 0, means no fixed limit. */
+		caps->size = strtonum(arg, 0, 1LL << 50, NULL);
+	else if (strcasecmp(kw, "AUTH") == 0) {
+		strlcpy(caps->auth, arg, sizeof caps->auth);
+		for (mech = strtok_r(arg, " ", &last); mech != NULL;
+		    mech = strtok_r(NULL, " ", &last)) {
+			if (strcasecmp(mech, "PLAIN") == 0)
+				caps->auth_plain = 1;
+			else if (strcasecmp(mech, "LOGIN") == 0)
+				caps->auth_login = 1;
+		}
+	}
+}
+
+/* EHLO keywords follow the first line, which names the server. */
+static void
+caps_parse(struct caps *caps, const struct reply *r)
+{
+	const char *line, *next;
+	char kw[512];
+	size_t len;
+
+	memset(caps, 0, sizeof *caps);
+	for (line = strchr(r->text, '\n'); line != NULL; line = next) {
+		line++;
+		next = strchr(line, '\n');
+		len = next ? (size_t)(next - line) : strlen(line);
+		if (len <= 4 || len - 4 >= sizeof kw)
+			continue;
+		memcpy(kw, line + 4, len - 4);
+		kw[len - 4] = '\0';
+		caps_word(caps, kw);
+	}
+}
+
+/* ---- the dialogue ---------------------------------------------------------- */
+
+static int
+ehlo(struct session *s)
+{
+	int ex;
+
+	ex = command(s, TMO_COMMAND, 2, "EHLO", NULL, "EHLO %s",
+	    s->conf->helo);
+	/* RFC 5321 3.2: fall back to HELO, but only where nothing needs EHLO */
+	if (ex == EX_UNAVAILABLE && s->conf->tls == TLS_NONE &&
+	    s->conf->user == NULL) {
+		ex = command(s, TMO_COMMAND, 2, "HELO", NULL, "HELO %s",
+		    s->conf->helo);
+		memset(&s->caps, 0, sizeof s->caps);
+		return ex;
+	}
+	if (ex == EX_OK)
+		caps_parse(&s->caps, &s->r);
+	return ex;
+}
+
+static int
+starttls(struct session *s)
+{
+	int ex;
+
+	if (!s->caps.starttls) {
+		snprintf(s->err, s->errlen, "%s does not offer STARTTLS; "
+		    "refusing to go on in clear (it may be misconfigured, or "
+		    "someone on the path removed it)", conn_peer(s->c));
+		return EX_TEMPFAIL;
+	}
+	if ((ex = command(s, TMO_COMMAND, 2, "STARTTLS", NULL,
+	    "STARTTLS")) != EX_OK)
+		return ex;
+	if (conn_starttls(s->c, &ex, s->err, s->errlen) == -1)
+		return ex;
+	trace("***", "TLS started", 11);
+	/* RFC 3207 4.2: forget all we learnt in clear and ask again. */
+	memset(&s->caps, 0, sizeof s->caps);
+	return ehlo(s);
+}
+
+static int
+auth_result(struct session *s, const char *mech)
+{
+	char show[512];
+
+	if (s->r.code == 235)
+		return EX_OK;
+	reply_oneline(&s->r, show, sizeof show);
+	snprintf(s->err, s->errlen, "%s refused AUTH %s as %s: %s",
+	    conn_peer(s->c), mech, s->conf->user, show);
+	/* RFC 4954 6: 454 is temporary, 535 wrong credentials. */
+	return s->r.code / 100 == 4 ? EX_TEMPFAIL : EX_NOPERM;
+}
+
+/* One step of AUTH: send a Base64 line, hidden from -v. */
+static int
+auth_step(struct session *s, const void *data, size_t len, const char *what)
+{
+	char b64[1024];
+	int ex;
+
+	if (b64_encode(b64, sizeof b64, data, len) == -1) {
+		snprintf(s->err, s->errlen, "AUTH: user name or password "
+		    "too long");
+		return EX_CONFIG;
+	}
+	conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+	ex = send_cmd(s, "[credentials hidden]", "%s", b64);
+	explicit_bzero(b64, sizeof b64);
+	if (ex == EX_OK)
+		ex = read_reply(s, what);
+	return ex;
+}
+
+static int
+auth_plain(struct session *s)
+{
+	char token[600], b64[1024];
+	size_t ulen = strlen(s->conf->user), plen = strlen(s->conf->password);
+	ssize_t blen;
+	int ex;
+
+	if (ulen + plen + 2 > sizeof token) {
+		snprintf(s->err, s->errlen, "AUTH: user name or password "
+		    "too long");
+		return EX_CONFIG;
+	}
+	/* RFC 4616: empty authzid, NUL, authcid, NUL, password. */
+	token[0] = '\0';
+	memcpy(token + 1, s->conf->user, ulen);
+	token[ulen + 1] = '\0';
+	memcpy(token + ulen + 2, s->conf->password, plen);
+	blen = b64_encode(b64, sizeof b64, token, ulen + plen + 2);
+	/* RFC 4954 4: an initial response only if the line stays in 512. */
+	if (blen != -1 && blen + sizeof "AUTH PLAIN \r\n" <= 512) {
+		conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+		ex = send_cmd(s, "AUTH PLAIN [credentials hidden]",
+		    "AUTH PLAIN %s", b64);
+		if (ex == EX_OK)
+			ex = read_reply(s, "AUTH PLAIN");
+	} else {
+		ex = command(s, TMO_COMMAND, 3, "AUTH PLAIN", NULL,
+		    "AUTH PLAIN");
+		if (ex == EX_OK)
+			ex = auth_step(s, token, ulen + plen + 2,
+			    "AUTH PLAIN");
+		else if (s->r.code != 0)
+			ex = EX_OK;	/* refused: auth_result says why */
+	}
+	explicit_bzero(token, sizeof token);
+	explicit_bzero(b64, sizeof b64);
+	return ex == EX_OK ? auth_result(s, "PLAIN") : ex;
+}
+
+static int
+auth_login(struct session *s)
+{
+	int ex;
+
+	ex = command(s, TMO_COMMAND, 3, "AUTH LOGIN", NULL, "AUTH LOGIN");
+	if (ex == EX_OK)
+		ex = auth_step(s, s->conf->user, strlen(s->conf->user),
+		    "AUTH LOGIN");
+	if (ex == EX_OK && s->r.code == 334)
+		ex = auth_step(s, s->conf->password,
+		    strlen(s->conf->password), "AUTH LOGIN");
+	else if (ex != EX_OK && s->r.code != 0)
+		ex = EX_OK;
+	return ex == EX_OK ? auth_result(s, "LOGIN") : ex;
+}
+
+static int
+authenticate(struct session *s)
+{
+	/* RFC 4954 14: credentials only over verified TLS. */
+	if (!conn_is_tls(s->c)) {
+		snprintf(s->err, s->errlen, "refusing to send credentials "
+		    "without TLS");
+		return EX_SOFTWARE;
+	}
+	if (s->caps.auth_plain)
+		return auth_plain(s);
+	if (s->caps.auth_login)
+		return auth_login(s);
+	if (s->caps.auth[0] == '\0')
+		snprintf(s->err, s->errlen, "%s does not offer AUTH, but "
+		    "user is set in %s", conn_peer(s->c), s->conf->path);
+	else
+		snprintf(s->err, s->errlen, "%s offers AUTH %s; relay needs "
+		    "PLAIN or LOGIN", conn_peer(s->c), s->caps.auth);
+	return EX_UNAVAILABLE;
+}
+
+/* ---- the envelope and the message ---------------------------------------- */
+
+static void
+rcpt_record(struct session *s, struct rcpt *rc)
+{
+	char show[512];
+
+	reply_oneline(&s->r, show, sizeof show);
+	rc->code = s->r.code;
+	free(rc->reply);
+	rc->reply = strdup(show);
+}
+
+/* Recipients the smarthost refused, as "<a@x>: 550 ...; <b@y>: ...". */
+static int
+refused_summary(struct session *s, const struct msg *m, int accepted)
+{
+	size_t i, o;
+	int temp = 0;
+
+	s->err[0] = '\0';
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].code / 100 == 2)
+			continue;
+		if (m->rcpts[i].code / 100 != 5)
+			temp = 1;
+		o = strlen(s->err);
+		snprintf(s->err + o, s->errlen - o, "%s<%s>: %s", o ? "; " :
+		    "", m->rcpts[i].addr, m->rcpts[i].reply ?
+		    m->rcpts[i].reply : "no reply");
+	}
+	if (accepted > 0) {
+		o = strlen(s->err);
+		snprintf(s->err + o, s->errlen - o, " (delivered to the "
+		    "other %d recipient%s)", accepted, accepted == 1 ? "" :
+		    "s");
+	}
+	/* With a temporary refusal among them, a later try may still work. */
+	return temp ? EX_TEMPFAIL : EX_NOUSER;
+}
+
+static int
+send_mail_from(struct session *s, const struct msg *m)
+{
+	char params[80] = "";
+
+	if (s->caps.size > 0)
+		snprintf(params, sizeof params, " SIZE=%lld",
+		    (long long)m->size);
+	if (m->eightbit && s->caps.eightbitmime)
+		strlcat(params, " BODY=8BITMIME", sizeof params);
+	conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+	return send_cmd(s, NULL, "MAIL FROM:<%s>%s", m->sender, params);
+}
+
+static int
+check_mail_reply(struct session *s, const struct msg *m)
+{
+	char show[512];
+
+	if (s->r.code / 100 == 2)
+		return EX_OK;
+	reply_oneline(&s->r, show, sizeof show);
+	snprintf(s->err, s->errlen, "%s refused MAIL FROM:<%s>: %s",
+	    conn_peer(s->c), m->sender, show);
+	return reply_exit(s->r.code);
+}
+
+/*
+ * MAIL, RCPT..., DATA.  With PIPELINING (RFC 2920) they go in one write
+ * and every reply is read in order, even after a refusal.  Returns EX_OK
+ * when the server is waiting for the message (354).
+ */
+static int
+envelope(struct session *s, struct msg *m, int *accepted)
+{
+	int pipelined = s->caps.pipelining && m->nrcpts <= PIPELINE_MAX;
+	int ex, mail_ex = EX_OK, data_code;
+	char show[512];
+	size_t i;
+
+	*accepted = 0;
+	if ((ex = send_mail_from(s, m)) != EX_OK)
+		return ex;
+	if (!pipelined) {
+		if ((ex = read_reply(s, "MAIL FROM")) != EX_OK)
+			return ex;
+		if ((ex = check_mail_reply(s, m)) != EX_OK)
+			return ex;
+	}
+	for (i = 0; i < m->nrcpts; i++) {
+		conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+		if ((ex = send_cmd(s, NULL, "RCPT TO:<%s>",
+		    m->rcpts[i].addr)) != EX_OK)
+			return ex;
+		if (pipelined)
+			continue;
+		if ((ex = read_reply(s, "RCPT TO")) != EX_OK)
+			return ex;
+		rcpt_record(s, &m->rcpts[i]);
+		*accepted += s->r.code / 100 == 2;
+	}
+	if (pipelined) {
+		if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK)
+			return ex;
+		if ((ex = read_reply(s, "MAIL FROM")) != EX_OK)
+			return ex;
+		mail_ex = check_mail_reply(s, m);
+		for (i = 0; i < m->nrcpts; i++) {
+			conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+			if ((ex = read_reply(s, "RCPT TO")) != EX_OK)
+				return ex;
+			rcpt_record(s, &m->rcpts[i]);
+			*accepted += mail_ex == EX_OK && s->r.code / 100 == 2;
+		}
+		conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
+		if ((ex = read_reply(s, "DATA")) != EX_OK)
+			return ex;
+		data_code = s->r.code;
+		if (data_code == 354 && (mail_ex != EX_OK || *accepted == 0)) {
+			/* RFC 2920 3.1: end the empty transaction cleanly. */
+			conn_timeout(s->c, s->conf->timeout[TMO_DATA_END]);
+			if (send_cmd(s, NULL, ".") == EX_OK)
+				(void)read_reply(s, "end of data");
+		}
+		if (mail_ex != EX_OK)
+			return mail_ex;
+		if (*accepted == 0)
+			return refused_summary(s, m, 0);
+		if (data_code == 354)
+			return EX_OK;
+		s->r.code = data_code;
+	} else {
+		if (*accepted == 0)
+			return refused_summary(s, m, 0);
+		conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
+		if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK ||
+		    (ex = read_reply(s, "DATA")) != EX_OK)
+			return ex;
+		if (s->r.code == 354)
+			return EX_OK;
+	}
+	reply_oneline(&s->r, show, sizeof show);
+	snprintf(s->err, s->errlen, "%s refused DATA: %s", conn_peer(s->c),
+	    show);
+	return reply_exit(s->r.code);
+}
+
+static int
+put_data(void *ctx, const char *buf, size_t len)
+{
+	struct session *s = ctx;
+
+	conn_timeout(s->c, s->conf->timeout[TMO_DATA_BLOCK]);
+	return conn_write(s->c, buf, len);
+}
+
+static int
+data(struct session *s, struct msg *m)
+{
+	char note[64], show[512];
+
+	snprintf(note, sizeof note, "[message, %lld octets]",
+	    (long long)m->size);
+	trace(">>>", note, strlen(note));
+	if (msg_send(m, put_data, s) == -1 || conn_flush(s->c) == -1) {
+		s->broken = 1;
+		snprintf(s->err, s->errlen, "%s: lost while sending the "
+		    "message: %s", conn_peer(s->c), conn_error(s->c));
+		return EX_TEMPFAIL;
+	}
+	trace(">>>", ".", 1);
+	/* RFC 5321 4.5.3.2.6: the server may take long to accept it. */
+	conn_timeout(s->c, s->conf->timeout[TMO_DATA_END]);
+	if (read_reply(s, "end of data") != EX_OK) {
+		/* Sent but not confirmed: the status is unknown. */
+		strlcat(s->err, " (the message may or may not have been "
+		    "delivered)", s->errlen);
+		return EX_TEMPFAIL;
+	}
+	if (s->r.code / 100 == 2)
+		return EX_OK;
+	reply_oneline(&s->r, show, sizeof show);
+	snprintf(s->err, s->errlen, "%s refused the message: %s",
+	    conn_peer(s->c), show);
+	return reply_exit(s->r.code);
+}
+
+static int
+dialogue(struct session *s, struct msg *m, struct delivery *d)
+{
+	char show[512];
+	int ex, accepted;
+
+	conn_timeout(s->c, s->conf->timeout[TMO_GREETING]);
+	if ((ex = read_reply(s, "the greeting")) != EX_OK)
+		return ex;
+	if (s->r.code / 100 != 2) {
+		reply_oneline(&s->r, show, sizeof show);
+		snprintf(s->err, s->errlen, "%s refused the session: %s",
+		    conn_peer(s->c), show);
+		return reply_exit(s->r.code);
+	}
+	if ((ex = ehlo(s)) != EX_OK)
+		return ex;
+	if (s->conf->tls == TLS_STARTTLS && (ex = starttls(s)) != EX_OK)
+		return ex;
+	if (s->conf->user != NULL && (ex = authenticate(s)) != EX_OK)
+		return ex;
+	if (s->caps.size > 0 && m->size > s->caps.size) {
+		snprintf(s->err, s->errlen, "message is %lld octets, %s "
+		    "accepts at most %lld", (long long)m->size,
+		    conn_peer(s->c), s->caps.size);
+		return EX_UNAVAILABLE;
+	}
+	if ((ex = envelope(s, m, &accepted)) != EX_OK)
+		return ex;
+	if ((ex = data(s, m)) != EX_OK)
+		return ex;
+	d->accepted = accepted;
+	reply_oneline(&s->r, d->last, sizeof d->last);
+	if ((size_t)accepted < m->nrcpts)
+		return refused_summary(s, m, accepted);
+	return EX_OK;
+}
+
+int
+smtp_deliver(const struct conf *conf, struct msg *m, struct delivery *d,
+    char *err, size_t errlen)
+{
+	struct session *s;
+	char scratch[ERRLEN];
+	int ex;
+
+	memset(d, 0, sizeof *d);
+	if ((s = calloc(1, sizeof *s)) == NULL) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return EX_OSERR;
+	}
+	s->conf = conf;
+	s->err = err;
+	s->errlen = errlen;
+	err[0] = '\0';
+	if ((s->c = conn_open(conf, &ex, err, errlen)) == NULL) {
+		free(s);
+		return ex;
+	}
+	strlcpy(d->relay, conn_peer(s->c), sizeof d->relay);
+	trace("***", d->relay, strlen(d->relay));
+	ex = dialogue(s, m, d);
+	if (d->last[0] == '\0' && s->r.lines > 0)
+		reply_oneline(&s->r, d->last, sizeof d->last);
+	/* A polite end; its outcome changes nothing. */
+	if (!s->broken) {
+		s->err = scratch;
+		s->errlen = sizeof scratch;
+		conn_timeout(s->c, QUIT_TIMEOUT);
+		if (send_cmd(s, NULL, "QUIT") == EX_OK)
+			(void)conn_flush(s->c);
+	}
+	conn_close(s->c);
+	explicit_bzero(s, sizeof *s);
+	free(s);
+	return ex;
+}
