@@ -544,8 +544,17 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 {
 	static const unsigned char oid_dns[] = { 0, 2 };
 	static const unsigned char oid_cn[] = { 3, 0x55, 0x04, 0x03 };
-	unsigned char seed[32];
+	unsigned char seed[32], ip[sizeof(struct in6_addr)];
 
+	/* BearSSL matches names only (no iPAddress SANs). */
+	if (inet_pton(AF_INET, c->conf->host, ip) == 1 ||
+	    inet_pton(AF_INET6, c->conf->host, ip) == 1) {
+		snprintf(err, errlen, "host %s is an IP address: relay can "
+		    "verify a certificate only against a host name",
+		    c->conf->host);
+		*exitcode = EX_CONFIG;
+		return -1;
+	}
 	if (c->anchors.n == 0 &&
 	    anchors_load(&c->anchors, c->conf->ca_file, err, errlen) == -1) {
 		*exitcode = EX_CONFIG;

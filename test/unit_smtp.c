@@ -1,0 +1,130 @@
+/* Unit tests for the SMTP reply parser and the shared helpers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+#include "unit.h"
+
+static struct reply r;
+static char err[ERRLEN];
+
+/* Feed lines until one completes the reply; returns the last result. */
+static int
+feed(const char *const *lines)
+{
+	int rv = 0;
+
+	reply_init(&r);
+	err[0] = '\0';
+	for (; *lines != NULL; lines++)
+		if ((rv = reply_feed(&r, *lines, strlen(*lines), err,
+		    sizeof err)) != 0)
+			break;
+	return rv;
+}
+
+static void
+test_replies(void)
+{
+	const char *one[] = { "250 2.0.0 Ok: queued as 123", NULL };
+	const char *bare[] = { "354", NULL };
+	const char *multi[] = { "250-mail.example.com", "250-PIPELINING",
+	    "250-SIZE 1000", "250 AUTH PLAIN LOGIN", NULL };
+	const char *partial[] = { "250-first", NULL };
+	const char *mixed[] = { "250-first", "251 second", NULL };
+	const char *letter[] = { "25O ok", NULL };
+	const char *short2[] = { "25", NULL };
+	const char *digit1[] = { "650 nope", NULL };
+	const char *digit2[] = { "260 nope", NULL };
+	const char *sep[] = { "250x", NULL };
+	const char *empty[] = { "", NULL };
+	const char *http[] = { "HTTP/1.1 400 Bad Request", NULL };
+
+	CHECK(feed(one) == 1 && r.code == 250 && r.lines == 1,
+	    "single-line reply completes with its code");
+	CHECK_STR(r.text, "250 2.0.0 Ok: queued as 123", "text kept");
+	CHECK(feed(bare) == 1 && r.code == 354,
+	    "a bare code is a complete reply (RFC 5321 4.2)");
+	CHECK(feed(multi) == 1 && r.code == 250 && r.lines == 4,
+	    "multi-line reply completes on the line with a space");
+	CHECK(strstr(r.text, "250-PIPELINING\n250-SIZE 1000") != NULL,
+	    "multi-line text joined by newlines");
+	CHECK(feed(partial) == 0 && r.lines == 1,
+	    "continuation line leaves the reply incomplete");
+	CHECK(feed(mixed) == -1 && strstr(err, "250 to 251") != NULL,
+	    "changing code inside a reply is refused: %s", err);
+	CHECK(feed(letter) == -1 && strstr(err, "malformed reply \"25O ok\""),
+	    "letter in the code is refused: %s", err);
+	CHECK(feed(short2) == -1, "two-digit reply refused");
+	CHECK(feed(digit1) == -1, "first digit outside 2-5 refused");
+	CHECK(feed(digit2) == -1, "second digit outside 0-5 refused");
+	CHECK(feed(sep) == -1, "code followed by a letter refused");
+	CHECK(feed(empty) == -1, "empty line refused");
+	CHECK(feed(http) == -1, "HTTP banner refused: %s", err);
+}
+
+static void
+test_reply_limits(void)
+{
+	char line[1000];
+	int i, rv = 0;
+
+	memset(line, 'x', sizeof line - 1);
+	line[sizeof line - 1] = '\0';
+	memcpy(line, "250-", 4);
+	reply_init(&r);
+	for (i = 0; i < 200 && rv == 0; i++)
+		rv = reply_feed(&r, line, strlen(line), err, sizeof err);
+	CHECK(rv == -1 && strstr(err, "reply longer than") != NULL,
+	    "an endless reply is cut off at REPLY_MAX: %s", err);
+	CHECK(i * sizeof line < 2 * REPLY_MAX, "cut off early enough");
+}
+
+static void
+test_sanitise(void)
+{
+	char out[64];
+
+	sanitise(out, sizeof out, "ok text", 7);
+	CHECK_STR(out, "ok text", "printable text unchanged");
+	sanitise(out, sizeof out, "a\033[2Jb\r\n", 8);
+	CHECK_STR(out, "a\\033[2Jb\\015\\012", "escapes made visible");
+	sanitise(out, sizeof out, "a\0b", 3);
+	CHECK_STR(out, "a\\000b", "NUL does not truncate");
+	sanitise(out, sizeof out, "back\\slash", 10);
+	CHECK_STR(out, "back\\\\slash", "backslash doubled");
+	sanitise(out, 4, "abcdef", 6);
+	CHECK_STR(out, "abc", "output bounded and terminated");
+	sanitise(out, 4, "\001\002", 2);
+	CHECK_STR(out, "", "an escape that does not fit is dropped whole");
+}
+
+static void
+test_base64(void)
+{
+	char out[64];
+
+	CHECK(b64_encode(out, sizeof out, "", 0) == 0 && out[0] == '\0',
+	    "empty input");
+	b64_encode(out, sizeof out, "f", 1);
+	CHECK_STR(out, "Zg==", "RFC 4648 vector f");
+	b64_encode(out, sizeof out, "fo", 2);
+	CHECK_STR(out, "Zm8=", "RFC 4648 vector fo");
+	b64_encode(out, sizeof out, "foobar", 6);
+	CHECK_STR(out, "Zm9vYmFy", "RFC 4648 vector foobar");
+	b64_encode(out, sizeof out, "\0user\0secret", 12);
+	CHECK_STR(out, "AHVzZXIAc2VjcmV0", "AUTH PLAIN token with NULs");
+	CHECK(b64_encode(out, 5, "abc", 3) == 4, "exact fit accepted");
+	CHECK(b64_encode(out, 4, "abc", 3) == -1, "too small refused");
+	CHECK(b64_encode(out, 0, "", 0) == -1, "zero-sized buffer refused");
+}
+
+int
+main(void)
+{
+	test_replies();
+	test_reply_limits();
+	test_sanitise();
+	test_base64();
+	UNIT_END();
+}
