@@ -11,9 +11,10 @@
 static int unit_failed;
 
 #define CHECK(cond, ...) do {						\
-	printf((cond) ? "ok - " : "not ok - ");				\
+	int ok_ = (cond) ? 1 : 0;					\
+	printf(ok_ ? "ok - " : "not ok - ");				\
 	printf(__VA_ARGS__);						\
-	if (!(cond)) {							\
+	if (!ok_) {							\
 		printf("  [%s:%d: %s]", __FILE__, __LINE__, #cond);	\
 		unit_failed = 1;					\
 	}								\

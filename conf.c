@@ -1,0 +1,925 @@
+/*
+ * The configuration file: one "keyword value" setting a line, read through
+ * one keyword table into a struct conf, then checked as a whole.  Errors
+ * name the file and line so that an administrator can go straight there.
+ */
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "relay.h"
+
+#define BLANKS		" \t"
+#define MAXKEYWORDS	32	/* size of parser.seen */
+#define HINTMAX		32	/* longest word worth a "did you mean" */
+#define SHOWN		128	/* room for a value quoted in an error */
+
+struct parser;
+
+struct keyword {
+	const char	*name;
+	int		(*set)(struct parser *, const struct keyword *, char *);
+	int		 arg;		/* which timeout, for timeout_* */
+	int		 repeat;	/* may be given more than once */
+};
+
+struct parser {
+	struct conf	*conf;
+	char		 path[256];	/* the file name, safe to print */
+	size_t		 lineno;
+	mode_t		 mode;		/* of the configuration file */
+	size_t		 seen[MAXKEYWORDS];	/* line of each keyword, or 0 */
+	size_t		*alias_line;	/* line of each conf->aliases entry */
+	char		*err;
+	size_t		 errlen;
+};
+
+static int	kw_host(struct parser *, const struct keyword *, char *);
+static int	kw_port(struct parser *, const struct keyword *, char *);
+static int	kw_tls(struct parser *, const struct keyword *, char *);
+static int	kw_user(struct parser *, const struct keyword *, char *);
+static int	kw_password(struct parser *, const struct keyword *, char *);
+static int	kw_password_file(struct parser *, const struct keyword *,
+		    char *);
+static int	kw_from(struct parser *, const struct keyword *, char *);
+static int	kw_domain(struct parser *, const struct keyword *, char *);
+static int	kw_helo(struct parser *, const struct keyword *, char *);
+static int	kw_ca_file(struct parser *, const struct keyword *, char *);
+static int	kw_alias(struct parser *, const struct keyword *, char *);
+static int	kw_log(struct parser *, const struct keyword *, char *);
+static int	kw_timeout(struct parser *, const struct keyword *, char *);
+
+static const struct keyword keywords[] = {
+	{ "host",		kw_host,		0,		0 },
+	{ "port",		kw_port,		0,		0 },
+	{ "tls",		kw_tls,			0,		0 },
+	{ "user",		kw_user,		0,		0 },
+	{ "password",		kw_password,		0,		0 },
+	{ "password_file",	kw_password_file,	0,		0 },
+	{ "from",		kw_from,		0,		0 },
+	{ "domain",		kw_domain,		0,		0 },
+	{ "helo",		kw_helo,		0,		0 },
+	{ "ca_file",		kw_ca_file,		0,		0 },
+	{ "alias",		kw_alias,		0,		1 },
+	{ "log",		kw_log,			0,		0 },
+	{ "timeout_connect",	kw_timeout,	TMO_CONNECT,		0 },
+	{ "timeout_greeting",	kw_timeout,	TMO_GREETING,		0 },
+	{ "timeout_command",	kw_timeout,	TMO_COMMAND,		0 },
+	{ "timeout_data_init",	kw_timeout,	TMO_DATA_INIT,		0 },
+	{ "timeout_data_block",	kw_timeout,	TMO_DATA_BLOCK,		0 },
+	{ "timeout_data_end",	kw_timeout,	TMO_DATA_END,		0 },
+};
+#define NKEYWORDS	(sizeof(keywords) / sizeof(keywords[0]))
+typedef char seen_is_big_enough[NKEYWORDS <= MAXKEYWORDS ? 1 : -1];
+
+/* RFC 5321 4.5.3.2. */
+static const int default_timeout[TMO_COUNT] = {
+	[TMO_CONNECT] = 30,
+	[TMO_GREETING] = 300,
+	[TMO_COMMAND] = 300,
+	[TMO_DATA_INIT] = 120,
+	[TMO_DATA_BLOCK] = 180,
+	[TMO_DATA_END] = 600,
+};
+
+static const char *const tls_words[] = {
+	[TLS_IMPLICIT] = "implicit",
+	[TLS_STARTTLS] = "starttls",
+	[TLS_NONE] = "none",
+	NULL
+};
+
+static const char *const log_words[] = {
+	[LOGTO_SYSLOG] = "syslog",
+	[LOGTO_STDERR] = "stderr",
+	NULL
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void	verr(struct parser *, int, const char *, va_list)
+		    __attribute__((__format__(__printf__, 3, 0)));
+static int	perr(struct parser *, const char *, ...)
+		    __attribute__((__format__(__printf__, 2, 3)));
+static int	ferr(struct parser *, const char *, ...)
+		    __attribute__((__format__(__printf__, 2, 3)));
+
+static void
+verr(struct parser *p, int withline, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (withline)
+		n = snprintf(p->err, p->errlen, "%s:%zu: ", p->path, p->lineno);
+	else
+		n = snprintf(p->err, p->errlen, "%s: ", p->path);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return;
+	(void)vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+}
+
+/* An error at the current line; always returns -1. */
+static int
+perr(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verr(p, 1, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* An error about the file as a whole; always returns -1. */
+static int
+ferr(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verr(p, 0, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Values end up in messages on terminals and in syslog: escape them. */
+static const char *
+shown(char *buf, size_t size, const char *value)
+{
+	sanitise(buf, size, value, strlen(value));
+	return buf;
+}
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static size_t
+keyword_index(const struct keyword *kw)
+{
+	return (size_t)(kw - keywords);
+}
+
+static const struct keyword *
+keyword_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYWORDS; i++)
+		if (strcmp(keywords[i].name, name) == 0)
+			return &keywords[i];
+	return NULL;
+}
+
+/* Line where a keyword was given, 0 if it was not. */
+static size_t
+seen(const struct parser *p, const char *name)
+{
+	const struct keyword *kw = keyword_find(name);
+
+	return kw == NULL ? 0 : p->seen[keyword_index(kw)];
+}
+
+static int
+set_string(struct parser *p, char **field, const char *value)
+{
+	if ((*field = strdup(value)) == NULL)
+		return perr(p, "%s", strerror(errno));
+	return 0;
+}
+
+static void
+lowercase(char *s)
+{
+	for (; *s != '\0'; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+/* Host names are compared without their root dot ("example.com."). */
+static void
+strip_root_dot(char *s)
+{
+	size_t len = strlen(s);
+
+	if (len > 0 && s[len - 1] == '.')
+		s[len - 1] = '\0';
+}
+
+/* Printable ASCII other than blanks, '<' and '>': safe after EHLO. */
+static int
+plain_token(const char *name)
+{
+	const unsigned char *s;
+
+	if (*name == '\0' || strlen(name) > DOMAIN_MAX)
+		return 0;
+	for (s = (const unsigned char *)name; *s != '\0'; s++)
+		if (*s <= ' ' || *s >= 0x7f || *s == '<' || *s == '>')
+			return 0;
+	return 1;
+}
+
+static int
+number(struct parser *p, const struct keyword *kw, const char *value,
+    long long min, long long max, int *out)
+{
+	char buf[SHOWN];
+	const char *errstr;
+	long long n;
+
+	n = strtonum(value, min, max, &errstr);
+	if (errstr != NULL)
+		return perr(p, "%s \"%s\" is %s (expected %lld-%lld)",
+		    kw->name, shown(buf, sizeof(buf), value), errstr, min, max);
+	*out = (int)n;
+	return 0;
+}
+
+/* One of a fixed set of words, e.g. for tls and log. */
+static int
+choice(struct parser *p, const struct keyword *kw, const char *value,
+    const char *const *words, int *out)
+{
+	char buf[SHOWN], list[128] = "";
+	size_t i;
+
+	for (i = 0; words[i] != NULL; i++) {
+		if (strcmp(words[i], value) == 0) {
+			*out = (int)i;
+			return 0;
+		}
+		if (i > 0)
+			(void)strlcat(list, ", ", sizeof(list));
+		(void)strlcat(list, words[i], sizeof(list));
+	}
+	return perr(p, "%s \"%s\" is not one of %s", kw->name,
+	    shown(buf, sizeof(buf), value), list);
+}
+
+/* Why an address cannot be used, or NULL if it can. */
+static const char *
+address_problem(const char *addr)
+{
+	if (strpbrk(addr, "<>") != NULL)
+		return "write the address without angle brackets";
+	if (strchr(addr, '@') == NULL)
+		return "not a full address (user@domain)";
+	return addr_check(addr);
+}
+
+/* ---- keyword handlers -------------------------------------------------- */
+
+static int
+kw_host(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN];
+
+	strip_root_dot(value);
+	if (strlen(value) > DOMAIN_MAX)
+		return perr(p, "host name is longer than %d characters",
+		    DOMAIN_MAX);
+	/* A host name or an IP address; anything else is a typo. */
+	if (*value == '\0' || value[strspn(value,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-._:")] != '\0')
+		return perr(p, "%s \"%s\" is not a host name or IP address",
+		    kw->name, shown(buf, sizeof(buf), value));
+	lowercase(value);
+	return set_string(p, &p->conf->host, value);
+}
+
+static int
+kw_port(struct parser *p, const struct keyword *kw, char *value)
+{
+	return number(p, kw, value, 1, 65535, &p->conf->port);
+}
+
+static int
+kw_tls(struct parser *p, const struct keyword *kw, char *value)
+{
+	int mode;
+
+	if (choice(p, kw, value, tls_words, &mode) == -1)
+		return -1;
+	p->conf->tls = (enum tls_mode)mode;
+	return 0;
+}
+
+static int
+kw_log(struct parser *p, const struct keyword *kw, char *value)
+{
+	int dest;
+
+	if (choice(p, kw, value, log_words, &dest) == -1)
+		return -1;
+	p->conf->log = (enum log_dest)dest;
+	return 0;
+}
+
+static int
+kw_user(struct parser *p, const struct keyword *kw, char *value)
+{
+	(void)kw;
+	return set_string(p, &p->conf->user, value);
+}
+
+/* The other way of giving the password must not have been used. */
+static int
+password_once(struct parser *p, const char *other)
+{
+	size_t line = seen(p, other);
+
+	if (line != 0)
+		return perr(p, "password and password_file cannot both be "
+		    "set (%s at line %zu)", other, line);
+	return 0;
+}
+
+static const char *
+others_can(mode_t mode)
+{
+	if (mode & S_IROTH)
+		return "readable";
+	if (mode & S_IWOTH)
+		return "writable";
+	return "accessible";
+}
+
+static int
+kw_password(struct parser *p, const struct keyword *kw, char *value)
+{
+	(void)kw;
+	if (password_once(p, "password_file") == -1)
+		return -1;
+	/* Group access is fine: a group such as "mail" lets senders read. */
+	if (p->mode & S_IRWXO)
+		return perr(p, "password given inline but %s is %s by others "
+		    "(mode %04o): chmod o-rwx %s, or use password_file",
+		    p->path, others_can(p->mode),
+		    (unsigned int)(p->mode & 07777), p->path);
+	return set_string(p, &p->conf->password, value);
+}
+
+/* A password file must be a regular file that others cannot open. */
+static int
+secret_file_check(struct parser *p, FILE *fp, const char *name)
+{
+	struct stat st;
+
+	if (fstat(fileno(fp), &st) == -1)
+		return perr(p, "password_file %s: %s", name, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return perr(p, "password_file %s: not a regular file", name);
+	if (st.st_mode & S_IRWXO)
+		return perr(p, "password_file %s is %s by others (mode %04o): "
+		    "chmod o-rwx %s", name, others_can(st.st_mode),
+		    (unsigned int)(st.st_mode & 07777), name);
+	return 0;
+}
+
+/* The first line of fp, without its line ending, as a new string. */
+static int
+secret_first_line(struct parser *p, FILE *fp, const char *name,
+    char **secret)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rv = -1;
+
+	errno = 0;
+	if ((len = getline(&line, &cap, fp)) == -1 && ferror(fp)) {
+		(void)perr(p, "password_file %s: %s", name,
+		    strerror(errno != 0 ? errno : EIO));
+		goto done;
+	}
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	if (len <= 0)
+		(void)perr(p, "password_file %s: first line is empty", name);
+	else if (strlen(line) != (size_t)len)
+		(void)perr(p, "password_file %s: contains a NUL byte", name);
+	else if ((*secret = strdup(line)) == NULL)
+		(void)perr(p, "%s", strerror(errno));
+	else
+		rv = 0;
+done:
+	freezero(line, cap);
+	return rv;
+}
+
+static int
+read_secret(struct parser *p, const char *file, char **secret)
+{
+	char iobuf[BUFSIZ], name[SHOWN];
+	FILE *fp;
+	int rv = -1;
+
+	shown(name, sizeof(name), file);
+	if ((fp = fopen(file, "re")) == NULL)
+		return perr(p, "password_file %s: %s", name, strerror(errno));
+	/* Our own buffer, so that it can be wiped after use. */
+	if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0)
+		(void)perr(p, "password_file %s: %s", name, strerror(errno));
+	else if (secret_file_check(p, fp, name) == 0)
+		rv = secret_first_line(p, fp, name, secret);
+	(void)fclose(fp);
+	explicit_bzero(iobuf, sizeof(iobuf));
+	return rv;
+}
+
+static int
+kw_password_file(struct parser *p, const struct keyword *kw, char *value)
+{
+	(void)kw;
+	if (password_once(p, "password") == -1)
+		return -1;
+	return read_secret(p, value, &p->conf->password);
+}
+
+static int
+kw_from(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN];
+	const char *why;
+
+	if ((why = address_problem(value)) != NULL)
+		return perr(p, "%s \"%s\": %s", kw->name,
+		    shown(buf, sizeof(buf), value), why);
+	return set_string(p, &p->conf->from, value);
+}
+
+static int
+kw_domain(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN], probe[ADDR_MAX + 1];
+	const char *why;
+
+	strip_root_dot(value);
+	if (*value == '\0' || strchr(value, '@') != NULL || !plain_token(value))
+		return perr(p, "%s \"%s\" is not a domain name", kw->name,
+		    shown(buf, sizeof(buf), value));
+	lowercase(value);
+	/* Every name it qualifies must make a usable address. */
+	if ((size_t)snprintf(probe, sizeof(probe), "postmaster@%s", value) >=
+	    sizeof(probe))
+		return perr(p, "%s \"%s\" is too long", kw->name,
+		    shown(buf, sizeof(buf), value));
+	if ((why = addr_check(probe)) != NULL)
+		return perr(p, "%s \"%s\": %s", kw->name,
+		    shown(buf, sizeof(buf), value), why);
+	return set_string(p, &p->conf->domain, value);
+}
+
+static int
+kw_helo(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN];
+
+	if (!plain_token(value))
+		return perr(p, "%s \"%s\" is not a valid host name (no blanks, "
+		    "control characters, '<' or '>')", kw->name,
+		    shown(buf, sizeof(buf), value));
+	return set_string(p, &p->conf->helo, value);
+}
+
+static int
+kw_ca_file(struct parser *p, const struct keyword *kw, char *value)
+{
+	(void)kw;
+	return set_string(p, &p->conf->ca_file, value);
+}
+
+static int
+kw_timeout(struct parser *p, const struct keyword *kw, char *value)
+{
+	return number(p, kw, value, 1, 86400, &p->conf->timeout[kw->arg]);
+}
+
+static void
+alias_free(struct alias *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->ntargets; i++)
+		free(a->targets[i]);
+	free(a->targets);
+	free(a->name);
+	memset(a, 0, sizeof(*a));
+}
+
+static int
+alias_add_target(struct parser *p, struct alias *a, const char *target)
+{
+	char buf[SHOWN], tbuf[SHOWN];
+	char **targets;
+	const char *why;
+
+	if ((why = address_problem(target)) != NULL)
+		return perr(p, "alias \"%s\": target \"%s\": %s",
+		    shown(buf, sizeof(buf), a->name),
+		    shown(tbuf, sizeof(tbuf), target), why);
+	targets = reallocarray(a->targets, a->ntargets + 1, sizeof(*targets));
+	if (targets == NULL)
+		return perr(p, "%s", strerror(errno));
+	a->targets = targets;
+	if ((a->targets[a->ntargets] = strdup(target)) == NULL)
+		return perr(p, "%s", strerror(errno));
+	a->ntargets++;
+	return 0;
+}
+
+/* "name target, target ..." into a; targets split at commas and blanks. */
+static int
+alias_parse(struct parser *p, struct alias *a, char *value)
+{
+	char buf[SHOWN];
+	char *rest, *target;
+	size_t i;
+
+	rest = value + strcspn(value, BLANKS);
+	if (*rest != '\0')
+		*rest++ = '\0';
+	if (value[strcspn(value, "@:,")] != '\0' || !plain_token(value))
+		return perr(p, "alias name \"%s\" is not a local name "
+		    "(no '@', ':' or ',')", shown(buf, sizeof(buf), value));
+	for (i = 0; i < p->conf->naliases; i++)
+		if (strcmp(p->conf->aliases[i].name, value) == 0)
+			return perr(p, "alias \"%s\" already defined at "
+			    "line %zu", shown(buf, sizeof(buf), value),
+			    p->alias_line[i]);
+	if ((a->name = strdup(value)) == NULL)
+		return perr(p, "%s", strerror(errno));
+	while ((target = strsep(&rest, BLANKS ",")) != NULL)
+		if (*target != '\0' && alias_add_target(p, a, target) == -1)
+			return -1;
+	if (a->ntargets == 0)
+		return perr(p, "alias \"%s\" has no target address",
+		    shown(buf, sizeof(buf), a->name));
+	return 0;
+}
+
+static int
+kw_alias(struct parser *p, const struct keyword *kw, char *value)
+{
+	struct conf *c = p->conf;
+	struct alias a = { NULL, NULL, 0 }, *aliases;
+	size_t *lines;
+
+	(void)kw;
+	if (alias_parse(p, &a, value) == -1)
+		goto fail;
+	aliases = reallocarray(c->aliases, c->naliases + 1, sizeof(*aliases));
+	if (aliases == NULL)
+		goto nomem;
+	c->aliases = aliases;
+	lines = reallocarray(p->alias_line, c->naliases + 1, sizeof(*lines));
+	if (lines == NULL)
+		goto nomem;
+	p->alias_line = lines;
+	p->alias_line[c->naliases] = p->lineno;
+	c->aliases[c->naliases++] = a;
+	return 0;
+nomem:
+	(void)perr(p, "%s", strerror(errno));
+fail:
+	alias_free(&a);
+	return -1;
+}
+
+/* ---- lines ------------------------------------------------------------- */
+
+static int
+same_char(char a, char b)
+{
+	return tolower((unsigned char)a) == tolower((unsigned char)b);
+}
+
+/* Optimal string alignment distance, ignoring case, for "did you mean". */
+static size_t
+distance(const char *a, const char *b)
+{
+	size_t d[HINTMAX + 1][HINTMAX + 1];
+	size_t la = strlen(a), lb = strlen(b), i, j, best;
+
+	if (la > HINTMAX || lb > HINTMAX)
+		return SIZE_MAX;
+	for (i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (i = 1; i <= la; i++) {
+		for (j = 1; j <= lb; j++) {
+			best = d[i - 1][j - 1] +
+			    (same_char(a[i - 1], b[j - 1]) ? 0 : 1);
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && same_char(a[i - 1], b[j - 2]) &&
+			    same_char(a[i - 2], b[j - 1]) &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+static const struct keyword *
+keyword_near(const char *word)
+{
+	const struct keyword *near = NULL;
+	size_t i, dist, best, limit;
+
+	/* Two edits turn most short words into some keyword. */
+	limit = strlen(word) <= 4 ? 1 : 2;
+	best = limit + 1;
+	for (i = 0; i < NKEYWORDS; i++) {
+		dist = distance(word, keywords[i].name);
+		if (dist < best) {
+			best = dist;
+			near = &keywords[i];
+		}
+	}
+	return near;
+}
+
+static int
+unknown_keyword(struct parser *p, char *word)
+{
+	char buf[SHOWN];
+	const struct keyword *near;
+	char *eq;
+
+	/* "password=secret" (ssmtp style): never echo what follows '='. */
+	if ((eq = strchr(word, '=')) != NULL) {
+		*eq = '\0';
+		if (keyword_find(word) != NULL)
+			return perr(p, "\"%s\" must be followed by a blank, "
+			    "not '='", word);
+		shown(buf, sizeof(buf), word);
+		(void)strlcat(buf, "=...", sizeof(buf));
+		return perr(p, "unknown keyword \"%s\"", buf);
+	}
+	shown(buf, sizeof(buf), word);
+	if ((near = keyword_near(word)) != NULL)
+		return perr(p, "unknown keyword \"%s\" (did you mean \"%s\"?)",
+		    buf, near->name);
+	return perr(p, "unknown keyword \"%s\"", buf);
+}
+
+/*
+ * A value may be a double-quoted string, so that it can have leading or
+ * trailing blanks; only \" and \\ are escapes.  Unquoted in place.
+ */
+static int
+unquote(struct parser *p, char *value)
+{
+	const char *src = value + 1;
+	char *dst = value;
+
+	if (*value != '"')
+		return 0;
+	for (; *src != '"'; src++) {
+		if (*src == '\0')
+			return perr(p, "quoted value has no closing quote");
+		if (*src == '\\') {
+			src++;
+			if (*src != '"' && *src != '\\')
+				return perr(p, "quoted value: a backslash "
+				    "must be followed by '\"' or '\\'");
+		}
+		*dst++ = *src;
+	}
+	if (src[1] != '\0')
+		return perr(p, "text after the closing quote");
+	*dst = '\0';
+	return 0;
+}
+
+static int
+parse_line(struct parser *p, char *line, size_t len)
+{
+	const struct keyword *kw;
+	char *word, *value;
+	size_t i, prev;
+
+	if (strlen(line) != len)
+		return perr(p, "line contains a NUL byte");
+	while (len > 0 && strchr(BLANKS "\r\n", line[len - 1]) != NULL)
+		line[--len] = '\0';
+	word = line + strspn(line, BLANKS);
+	if (*word == '\0' || *word == '#')
+		return 0;
+	value = word + strcspn(word, BLANKS);
+	if (*value != '\0') {
+		*value++ = '\0';
+		value += strspn(value, BLANKS);
+	}
+	if ((kw = keyword_find(word)) == NULL)
+		return unknown_keyword(p, word);
+	i = keyword_index(kw);
+	if (!kw->repeat && (prev = p->seen[i]) != 0)
+		return perr(p, "\"%s\" already set at line %zu", kw->name,
+		    prev);
+	/* "password = x" would silently make "= x" the password. */
+	if (*value == '=')
+		return perr(p, "\"%s\" must be followed by a blank, not '=' "
+		    "(quote a value that begins with '=')", kw->name);
+	if (unquote(p, value) == -1)
+		return -1;
+	if (*value == '\0')
+		return perr(p, "missing value for \"%s\"", kw->name);
+	if (kw->set(p, kw, value) == -1)
+		return -1;
+	p->seen[i] = p->lineno;
+	return 0;
+}
+
+/* ---- the file as a whole ----------------------------------------------- */
+
+/* The port follows from tls and tls from the port; 465 if neither. */
+static void
+settle_transport(struct parser *p)
+{
+	static const int tls_port[] = {
+		[TLS_IMPLICIT] = 465, [TLS_STARTTLS] = 587, [TLS_NONE] = 25
+	};
+	struct conf *c = p->conf;
+
+	if (!seen(p, "tls"))
+		c->tls = (c->port == 0 || c->port == 465) ?
+		    TLS_IMPLICIT : TLS_STARTTLS;
+	if (c->port == 0)
+		c->port = tls_port[c->tls];
+}
+
+static int
+check_credentials(struct parser *p)
+{
+	static const char *const secrets[] = {
+		"user", "password", "password_file"
+	};
+	struct conf *c = p->conf;
+	size_t i, line;
+
+	/* Never send credentials over a channel without TLS. */
+	if (c->tls == TLS_NONE) {
+		for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+			if (seen(p, secrets[i]) == 0)
+				continue;
+			p->lineno = seen(p, "tls");
+			return perr(p, "tls none cannot be combined with %s "
+			    "(credentials would cross the network in clear)",
+			    secrets[i]);
+		}
+	}
+	if (c->user != NULL && c->password == NULL) {
+		p->lineno = seen(p, "user");
+		return perr(p, "user is set but neither password nor "
+		    "password_file is");
+	}
+	if (c->user == NULL && c->password != NULL) {
+		line = seen(p, "password");
+		p->lineno = line != 0 ? line : seen(p, "password_file");
+		return perr(p, "%s is set but user is not",
+		    line != 0 ? "password" : "password_file");
+	}
+	return 0;
+}
+
+/* gethostname(), unless it would make a bad EHLO argument. */
+static int
+default_helo(struct parser *p)
+{
+	char name[DOMAIN_MAX + 1];
+
+	if (gethostname(name, sizeof(name)) == -1)
+		name[0] = '\0';
+	name[sizeof(name) - 1] = '\0';
+	if (!plain_token(name))
+		(void)strlcpy(name, "localhost", sizeof(name));
+	return set_string(p, &p->conf->helo, name);
+}
+
+static int
+finish(struct parser *p)
+{
+	struct conf *c = p->conf;
+
+	if (c->host == NULL)
+		return ferr(p, "missing required keyword \"host\"");
+	settle_transport(p);
+	if (check_credentials(p) == -1)
+		return -1;
+	if (c->helo == NULL && default_helo(p) == -1)
+		return -1;
+	if (c->ca_file == NULL &&
+	    set_string(p, &c->ca_file, RELAY_CA_DEFAULT) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+read_lines(struct parser *p, FILE *fp)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rv = 0;
+
+	errno = 0;
+	while (rv == 0 && (len = getline(&line, &cap, fp)) != -1) {
+		p->lineno++;
+		rv = parse_line(p, line, (size_t)len);
+		/* The line may have held a password. */
+		explicit_bzero(line, (size_t)len);
+	}
+	if (rv == 0 && ferror(fp))
+		rv = ferr(p, "%s", strerror(errno != 0 ? errno : EIO));
+	free(line);
+	return rv;
+}
+
+int
+conf_load(struct conf *c, const char *path, char *err, size_t errlen)
+{
+	struct parser p;
+	char iobuf[BUFSIZ];
+	struct stat st;
+	FILE *fp;
+	int i, rv = -1;
+
+	memset(c, 0, sizeof(*c));
+	memset(&p, 0, sizeof(p));
+	p.conf = c;
+	p.err = err;
+	p.errlen = errlen;
+	shown(p.path, sizeof(p.path), path);
+	for (i = 0; i < TMO_COUNT; i++)
+		c->timeout[i] = default_timeout[i];
+	c->log = LOGTO_SYSLOG;
+
+	if ((c->path = strdup(path)) == NULL)
+		return ferr(&p, "%s", strerror(errno));
+	if ((fp = fopen(path, "re")) == NULL) {
+		(void)ferr(&p, "%s", strerror(errno));
+		conf_free(c);
+		return -1;
+	}
+	/* Our own buffer, so that an inline password can be wiped. */
+	if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0 ||
+	    fstat(fileno(fp), &st) == -1)
+		(void)ferr(&p, "%s", strerror(errno));
+	else {
+		p.mode = st.st_mode;
+		if (read_lines(&p, fp) == 0 && finish(&p) == 0)
+			rv = 0;
+	}
+	(void)fclose(fp);
+	explicit_bzero(iobuf, sizeof(iobuf));
+	free(p.alias_line);
+	if (rv == -1)
+		conf_free(c);
+	return rv;
+}
+
+void
+conf_free(struct conf *c)
+{
+	size_t i;
+
+	if (c->password != NULL)
+		freezero(c->password, strlen(c->password) + 1);
+	for (i = 0; i < c->naliases; i++)
+		alias_free(&c->aliases[i]);
+	free(c->aliases);
+	free(c->path);
+	free(c->host);
+	free(c->user);
+	free(c->from);
+	free(c->domain);
+	free(c->helo);
+	free(c->ca_file);
+	memset(c, 0, sizeof(*c));
+}
+
+const struct alias *
+conf_alias(const struct conf *c, const char *name)
+{
+	const struct alias *catchall = NULL;
+	size_t i;
+
+	for (i = 0; i < c->naliases; i++) {
+		if (strcmp(c->aliases[i].name, name) == 0)
+			return &c->aliases[i];
+		if (strcmp(c->aliases[i].name, "*") == 0)
+			catchall = &c->aliases[i];
+	}
+	return catchall;
+}

@@ -1,0 +1,643 @@
+/*
+ * Unit tests for conf.c: each test writes relay.conf into a fresh temporary
+ * directory (the current directory while the tests run, so that messages
+ * read "relay.conf:N: ..."), loads it and checks the result or the exact
+ * error message.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "relay.h"
+#include "test/unit.h"
+
+#define CONF	"relay.conf"
+
+static char tmpdir[] = "/tmp/unit_conf.XXXXXX";
+
+static void
+write_file(const char *path, const char *text, size_t len, mode_t mode)
+{
+	FILE *fp;
+
+	if ((fp = fopen(path, "w")) == NULL ||
+	    fwrite(text, 1, len, fp) != len || fclose(fp) != 0 ||
+	    chmod(path, mode) == -1) {
+		perror(path);
+		exit(1);
+	}
+}
+
+/* Write CONF with this text and mode, then load it. */
+static int
+load_text(struct conf *c, const char *text, mode_t mode, char *err)
+{
+	write_file(CONF, text, strlen(text), mode);
+	err[0] = '\0';
+	return conf_load(c, CONF, err, ERRLEN);
+}
+
+static int
+load(struct conf *c, const char *text, char *err)
+{
+	return load_text(c, text, 0600, err);
+}
+
+/* The file must be rejected with exactly this message. */
+static void
+expect_error(const char *text, const char *want, const char *what)
+{
+	struct conf c;
+	char err[ERRLEN];
+	int rv;
+
+	rv = load(&c, text, err);
+	CHECK(rv == -1, "%s: rejected", what);
+	CHECK_STR(err, want, "%s: message", what);
+	CHECK(c.host == NULL && c.path == NULL, "%s: conf left empty", what);
+	conf_free(&c);
+}
+
+/* The file must be rejected with a message that starts like this. */
+static void
+expect_error_prefix(const char *text, const char *want, const char *what)
+{
+	struct conf c;
+	char err[ERRLEN];
+	int rv;
+
+	rv = load(&c, text, err);
+	CHECK(rv == -1, "%s: rejected", what);
+	CHECK(strncmp(err, want, strlen(want)) == 0 &&
+	    strlen(err) > strlen(want), "%s: message \"%s\"", what, err);
+	CHECK(strchr(err, '\n') == NULL, "%s: one line", what);
+	conf_free(&c);
+}
+
+static int
+load_ok(struct conf *c, const char *text, const char *what)
+{
+	char err[ERRLEN];
+	int rv;
+
+	rv = load(c, text, err);
+	CHECK(rv == 0, "%s: accepted%s%s", what, rv ? ": " : "", err);
+	return rv;
+}
+
+static void
+test_minimal(void)
+{
+	struct conf c;
+	char host[256];
+
+	if (load_ok(&c, "host smtp.example.com\n", "minimal") == -1)
+		return;
+	CHECK_STR(c.path, CONF, "minimal: path kept as given");
+	CHECK_STR(c.host, "smtp.example.com", "minimal: host");
+	CHECK(c.port == 465, "minimal: default port 465");
+	CHECK(c.tls == TLS_IMPLICIT, "minimal: default tls implicit");
+	CHECK(c.user == NULL && c.password == NULL, "minimal: no AUTH");
+	CHECK(c.from == NULL, "minimal: no from");
+	CHECK(c.domain == NULL, "minimal: no domain");
+	CHECK_STR(c.ca_file, RELAY_CA_DEFAULT, "minimal: default ca_file");
+	CHECK(c.log == LOGTO_SYSLOG, "minimal: default log syslog");
+	CHECK(c.naliases == 0 && c.aliases == NULL, "minimal: no aliases");
+	CHECK(c.timeout[TMO_CONNECT] == 30, "minimal: timeout_connect 30");
+	CHECK(c.timeout[TMO_GREETING] == 300, "minimal: timeout_greeting 300");
+	CHECK(c.timeout[TMO_COMMAND] == 300, "minimal: timeout_command 300");
+	CHECK(c.timeout[TMO_DATA_INIT] == 120,
+	    "minimal: timeout_data_init 120");
+	CHECK(c.timeout[TMO_DATA_BLOCK] == 180,
+	    "minimal: timeout_data_block 180");
+	CHECK(c.timeout[TMO_DATA_END] == 600, "minimal: timeout_data_end 600");
+	CHECK(c.helo != NULL && c.helo[0] != '\0', "minimal: helo set");
+	if (gethostname(host, sizeof(host)) == 0 && host[0] != '\0' &&
+	    strchr(host, ' ') == NULL)
+		CHECK_STR(c.helo, host, "minimal: helo from gethostname");
+	conf_free(&c);
+	CHECK(c.host == NULL && c.helo == NULL, "conf_free clears the conf");
+	conf_free(&c);
+	CHECK(1, "conf_free twice is harmless");
+}
+
+static void
+test_syntax(void)
+{
+	struct conf c;
+
+	if (load_ok(&c, "# relay\n\n   \t\n  # indented comment\r\n"
+	    "\t host \t mx.example.com \t \r\n", "comments, blanks, CRLF") == 0)
+		CHECK_STR(c.host, "mx.example.com", "blanks around the value");
+	conf_free(&c);
+
+	if (load_ok(&c, "host h.example\nuser me\n"
+	    "password my # secret pass\n", "password with '#'") == 0)
+		CHECK_STR(c.password, "my # secret pass",
+		    "no trailing comments: '#' and spaces kept");
+	conf_free(&c);
+
+	if (load_ok(&c, "host h.example\nuser me\n"
+	    "password \"  p#ss \\\"word\\\" \\\\ \"\n", "quoted password") == 0)
+		CHECK_STR(c.password, "  p#ss \"word\" \\ ",
+		    "quoted value with escapes and outer blanks");
+	conf_free(&c);
+
+	if (load_ok(&c, "host \"h.example\"\n", "quoted host") == 0)
+		CHECK_STR(c.host, "h.example", "quoted plain value");
+	conf_free(&c);
+
+	expect_error("host h\nuser me\npassword \"abc\n",
+	    CONF ":3: quoted value has no closing quote", "unterminated quote");
+	expect_error("host h\nuser me\npassword \"a\\bc\"\n",
+	    CONF ":3: quoted value: a backslash must be followed by '\"' "
+	    "or '\\'", "bad escape");
+	expect_error("host h\nuser me\npassword \"abc\" def\n",
+	    CONF ":3: text after the closing quote", "text after quote");
+	expect_error("host\n", CONF ":1: missing value for \"host\"",
+	    "missing value");
+	expect_error("host   \t\n", CONF ":1: missing value for \"host\"",
+	    "blank value");
+	expect_error("host \"\"\n", CONF ":1: missing value for \"host\"",
+	    "empty quoted value");
+	expect_error("port 25\n", CONF ": missing required keyword \"host\"",
+	    "missing host");
+	expect_error("", CONF ": missing required keyword \"host\"",
+	    "empty file");
+	expect_error("host a.example\nport 25\n# x\nport 587\n",
+	    CONF ":4: \"port\" already set at line 2", "duplicate keyword");
+	expect_error("HOST a.example\n",
+	    CONF ":1: unknown keyword \"HOST\" (did you mean \"host\"?)",
+	    "keywords are lowercase");
+}
+
+static void
+test_unknown(void)
+{
+	struct conf c;
+	char err[ERRLEN];
+	int rv;
+
+	expect_error("host h\nprot 25\n",
+	    CONF ":2: unknown keyword \"prot\" (did you mean \"port\"?)",
+	    "unknown keyword, transposition hint");
+	expect_error("host h\npasword x\n",
+	    CONF ":2: unknown keyword \"pasword\" (did you mean "
+	    "\"password\"?)", "unknown keyword, deletion hint");
+	expect_error("host h\ntimeout_conect 3\n",
+	    CONF ":2: unknown keyword \"timeout_conect\" (did you mean "
+	    "\"timeout_connect\"?)", "unknown keyword, long hint");
+	expect_error("host h\nfrobnicate yes\n",
+	    CONF ":2: unknown keyword \"frobnicate\"", "unknown, no hint");
+	expect_error("host h\nfoo bar\n",
+	    CONF ":2: unknown keyword \"foo\"", "short word, no wild hint");
+	expect_error("host h\nx\033[2J 1\n",
+	    CONF ":2: unknown keyword \"x\\033[2J\"", "keyword escaped");
+
+	rv = load(&c, "host h\npassword=hunter2\n", err);
+	CHECK(rv == -1, "key=value rejected");
+	CHECK_STR(err, CONF ":2: \"password\" must be followed by a blank, "
+	    "not '='", "key=value message");
+	CHECK(strstr(err, "hunter2") == NULL, "key=value: secret not shown");
+	conf_free(&c);
+	rv = load(&c, "host h\nAuthPass=hunter2\n", err);
+	CHECK(rv == -1, "ssmtp line rejected");
+	CHECK_STR(err, CONF ":2: unknown keyword \"AuthPass=...\"",
+	    "ssmtp line: secret not shown");
+	conf_free(&c);
+	expect_error("host h\nuser me\npassword = hunter2\n",
+	    CONF ":3: \"password\" must be followed by a blank, not '=' "
+	    "(quote a value that begins with '=')", "keyword = value");
+	expect_error("host h\nuser me\npassword =hunter2\n",
+	    CONF ":3: \"password\" must be followed by a blank, not '=' "
+	    "(quote a value that begins with '=')", "value begins with '='");
+	if (load_ok(&c, "host h\nuser me\npassword \"=hunter2\"\n",
+	    "quoted value beginning with '='") == 0)
+		CHECK_STR(c.password, "=hunter2", "'=' kept when quoted");
+	conf_free(&c);
+}
+
+static void
+test_host(void)
+{
+	struct conf c;
+	char longhost[5 + 256 + 3];
+
+	if (load_ok(&c, "host SMTP.Example.COM.\n", "host normalised") == 0)
+		CHECK_STR(c.host, "smtp.example.com",
+		    "host lowercased, root dot stripped");
+	conf_free(&c);
+	if (load_ok(&c, "host 192.0.2.1\n", "IPv4 host") == 0)
+		CHECK_STR(c.host, "192.0.2.1", "IPv4 literal kept");
+	conf_free(&c);
+	if (load_ok(&c, "host 2001:db8::1\n", "IPv6 host") == 0)
+		CHECK_STR(c.host, "2001:db8::1", "IPv6 literal kept");
+	conf_free(&c);
+	expect_error("host smtp.example.com 587\n",
+	    CONF ":1: host \"smtp.example.com 587\" is not a host name or "
+	    "IP address", "host with a space");
+	memset(longhost, 'a', sizeof(longhost));
+	memcpy(longhost, "host ", 5);
+	memcpy(longhost + 5 + 256, ".\n", 3);
+	expect_error(longhost, CONF ":1: host name is longer than 255 "
+	    "characters", "256-character host");
+	memcpy(longhost + 5 + 255, ".\n", 3);
+	if (load_ok(&c, longhost, "255 characters and a root dot") == 0)
+		CHECK(strlen(c.host) == 255, "255-character host kept");
+	conf_free(&c);
+	expect_error("host .\n",
+	    CONF ":1: host \"\" is not a host name or IP address", "host .");
+}
+
+static void
+test_port_tls(void)
+{
+	static const struct {
+		const char	*text;
+		int		 port;
+		enum tls_mode	 tls;
+	} cases[] = {
+		{ "host h\n", 465, TLS_IMPLICIT },
+		{ "host h\nport 465\n", 465, TLS_IMPLICIT },
+		{ "host h\nport 587\n", 587, TLS_STARTTLS },
+		{ "host h\nport 25\n", 25, TLS_STARTTLS },
+		{ "host h\ntls implicit\n", 465, TLS_IMPLICIT },
+		{ "host h\ntls starttls\n", 587, TLS_STARTTLS },
+		{ "host h\ntls none\n", 25, TLS_NONE },
+		{ "host h\ntls none\nport 2525\n", 2525, TLS_NONE },
+		{ "host h\ntls implicit\nport 1465\n", 1465, TLS_IMPLICIT },
+		{ "host h\nport 65535\n", 65535, TLS_STARTTLS },
+		{ "host h\nport 1\n", 1, TLS_STARTTLS },
+	};
+	struct conf c;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (load_ok(&c, cases[i].text, "port/tls case") == 0)
+			CHECK(c.port == cases[i].port && c.tls == cases[i].tls,
+			    "port/tls %zu: port %d tls %d", i, c.port,
+			    (int)c.tls);
+		conf_free(&c);
+	}
+	expect_error("host h\nport 0\n",
+	    CONF ":2: port \"0\" is too small (expected 1-65535)", "port 0");
+	expect_error("host h\nport 70000\n",
+	    CONF ":2: port \"70000\" is too large (expected 1-65535)",
+	    "port 70000");
+	expect_error("host h\nport abc\n",
+	    CONF ":2: port \"abc\" is invalid (expected 1-65535)", "port abc");
+	expect_error("host h\nport 25x\n",
+	    CONF ":2: port \"25x\" is invalid (expected 1-65535)", "port 25x");
+	expect_error("host h\ntls ssl\n",
+	    CONF ":2: tls \"ssl\" is not one of implicit, starttls, none",
+	    "bad tls word");
+	expect_error("host h\ntls STARTTLS\n",
+	    CONF ":2: tls \"STARTTLS\" is not one of implicit, starttls, none",
+	    "tls words are lowercase");
+}
+
+static void
+test_credentials(void)
+{
+	struct conf c;
+	char err[ERRLEN];
+	int rv;
+
+	if (load_ok(&c, "host h\nuser me@example.com\npassword s3cret\n",
+	    "user and password") == 0) {
+		CHECK_STR(c.user, "me@example.com", "user");
+		CHECK_STR(c.password, "s3cret", "password");
+	}
+	conf_free(&c);
+
+	rv = load_text(&c, "host h\nuser me\npassword s3cret\n",
+	    0640, err);
+	CHECK(rv == 0, "inline password, mode 0640 accepted%s%s",
+	    err[0] ? ": " : "", err);
+	conf_free(&c);
+	rv = load_text(&c, "host h\nuser me\npassword s3cret\n",
+	    0644, err);
+	CHECK(rv == -1, "inline password, mode 0644 rejected");
+	CHECK_STR(err, CONF ":3: password given inline but " CONF " is "
+	    "readable by others (mode 0644): chmod o-rwx " CONF ", or use "
+	    "password_file", "mode 0644 message");
+	conf_free(&c);
+	rv = load_text(&c, "host h\nuser me\npassword s3cret\n",
+	    0602, err);
+	CHECK(rv == -1, "inline password, mode 0602 rejected");
+	CHECK_STR(err, CONF ":3: password given inline but " CONF " is "
+	    "writable by others (mode 0602): chmod o-rwx " CONF ", or use "
+	    "password_file", "mode 0602 message");
+	conf_free(&c);
+	rv = load_text(&c, "host h\n",
+	    0644, err);
+	CHECK(rv == 0, "no password, mode 0644 accepted");
+	conf_free(&c);
+
+	expect_error("host h\ntls none\nuser me\npassword x\n",
+	    CONF ":2: tls none cannot be combined with user (credentials "
+	    "would cross the network in clear)", "tls none + user");
+	expect_error("host h\npassword x\ntls none\n",
+	    CONF ":3: tls none cannot be combined with password (credentials "
+	    "would cross the network in clear)", "tls none + password");
+	expect_error("host h\nuser me\n",
+	    CONF ":2: user is set but neither password nor password_file is",
+	    "user without password");
+	expect_error("host h\n\npassword x\n",
+	    CONF ":3: password is set but user is not",
+	    "password without user");
+	expect_error("host h\nuser me\npassword x\npassword_file pw\n",
+	    CONF ":4: password and password_file cannot both be set "
+	    "(password at line 3)", "password + password_file");
+	expect_error("host h\nuser me\npassword_file nonexistent\n",
+	    CONF ":3: password_file nonexistent: No such file or directory",
+	    "password_file missing");
+	expect_error("host h\nuser me\npassword x\npassword x\n",
+	    CONF ":4: \"password\" already set at line 3", "password twice");
+}
+
+static void
+test_password_file(void)
+{
+	struct conf c;
+	char err[ERRLEN];
+	int rv;
+
+	write_file("pw", "s3 #cret\r\nsecond line\n", 22, 0600);
+	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	    "password_file") == 0)
+		CHECK_STR(c.password, "s3 #cret", "first line, CRLF stripped");
+	conf_free(&c);
+
+	write_file("pw", "nonewline", 9, 0640);
+	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	    "password_file without newline, mode 0640") == 0)
+		CHECK_STR(c.password, "nonewline", "last line without LF");
+	conf_free(&c);
+
+	/* The file's own mode matters, not the config file's. */
+	write_file("pw", "x\n", 2, 0600);
+	rv = load_text(&c, "host h\nuser me\npassword_file pw\n",
+	    0644, err);
+	CHECK(rv == 0, "password_file, config 0644 ok");
+	conf_free(&c);
+
+	write_file("pw", "\n", 1, 0600);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw: first line is empty",
+	    "password_file empty line");
+	write_file("pw", "", 0, 0600);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw: first line is empty",
+	    "password_file empty");
+	write_file("pw", "x\n", 2, 0644);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw is readable by others (mode 0644): "
+	    "chmod o-rwx pw", "password_file 0644");
+	write_file("pw", "a\0b\n", 4, 0600);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw: contains a NUL byte",
+	    "password_file with NUL");
+	write_file("pw", "ab\0", 3, 0600);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw: contains a NUL byte",
+	    "password_file ending in NUL");
+	expect_error("host h\nuser me\npassword_file .\n",
+	    CONF ":3: password_file .: not a regular file",
+	    "password_file directory");
+	write_file("pw", "x\n", 2, 0600);
+	expect_error("host h\npassword_file pw\n",
+	    CONF ":2: password_file is set but user is not",
+	    "password_file without user");
+	expect_error("host h\nuser me\npassword_file pw\npassword x\n",
+	    CONF ":4: password and password_file cannot both be set "
+	    "(password_file at line 3)", "password_file + password");
+	(void)unlink("pw");
+}
+
+static void
+test_addresses(void)
+{
+	struct conf c;
+
+	if (load_ok(&c, "host h\nfrom relay@example.com\n"
+	    "domain Example.ORG.\nhelo mx1.example.net\nca_file /etc/ca.pem\n"
+	    "log stderr\n", "from, domain, helo, ca_file, log") == 0) {
+		CHECK_STR(c.from, "relay@example.com", "from");
+		CHECK_STR(c.domain, "example.org", "domain normalised");
+		CHECK_STR(c.helo, "mx1.example.net", "helo");
+		CHECK_STR(c.ca_file, "/etc/ca.pem", "ca_file");
+		CHECK(c.log == LOGTO_STDERR, "log stderr");
+	}
+	conf_free(&c);
+
+	expect_error("host h\nfrom root\n",
+	    CONF ":2: from \"root\": not a full address (user@domain)",
+	    "from without @");
+	expect_error("host h\nfrom <root@example.com>\n",
+	    CONF ":2: from \"<root@example.com>\": write the address without "
+	    "angle brackets", "from with angle brackets");
+	expect_error("host h\nfrom Root <root@example.com>\n",
+	    CONF ":2: from \"Root <root@example.com>\": write the address "
+	    "without angle brackets", "from with display name");
+	expect_error_prefix("host h\nfrom ro\rot@example.com\n",
+	    CONF ":2: from \"ro\\015ot@example.com\": ", "from with CR");
+	expect_error_prefix("host h\nfrom a@b@c example.com\n",
+	    CONF ":2: from \"a@b@c example.com\": ", "from with a blank");
+	expect_error("host h\ndomain a@example.com\n",
+	    CONF ":2: domain \"a@example.com\" is not a domain name",
+	    "domain with @");
+	expect_error("host h\ndomain example com\n",
+	    CONF ":2: domain \"example com\" is not a domain name",
+	    "domain with a blank");
+	expect_error("host h\nhelo my host\n",
+	    CONF ":2: helo \"my host\" is not a valid host name (no blanks, "
+	    "control characters, '<' or '>')", "helo with a blank");
+	expect_error("host h\nhelo <x>\n",
+	    CONF ":2: helo \"<x>\" is not a valid host name (no blanks, "
+	    "control characters, '<' or '>')", "helo with brackets");
+	expect_error("host h\nhelo a\033b\n",
+	    CONF ":2: helo \"a\\033b\" is not a valid host name (no blanks, "
+	    "control characters, '<' or '>')", "helo with ESC");
+	expect_error("host h\nhelo \"a\rb\"\n",
+	    CONF ":2: helo \"a\\015b\" is not a valid host name (no blanks, "
+	    "control characters, '<' or '>')", "helo with CR");
+	expect_error("host h\nlog file\n",
+	    CONF ":2: log \"file\" is not one of syslog, stderr", "bad log");
+}
+
+static void
+test_aliases(void)
+{
+	struct conf c;
+	const struct alias *a;
+
+	if (load_ok(&c, "host h\n"
+	    "alias * postmaster@example.com\n"
+	    "alias root admin@example.com, ops@example.com\n"
+	    "alias www\ta@example.com b@example.com,c@example.com , \n",
+	    "aliases") == 0) {
+		CHECK(c.naliases == 3, "three aliases");
+		a = conf_alias(&c, "root");
+		CHECK(a != NULL && strcmp(a->name, "root") == 0 &&
+		    a->ntargets == 2, "root: exact match before catch-all");
+		if (a != NULL && a->ntargets == 2) {
+			CHECK_STR(a->targets[0], "admin@example.com",
+			    "root target 1");
+			CHECK_STR(a->targets[1], "ops@example.com",
+			    "root target 2");
+		}
+		a = conf_alias(&c, "www");
+		CHECK(a != NULL && a->ntargets == 3,
+		    "www: blank and comma separated targets");
+		if (a != NULL && a->ntargets == 3)
+			CHECK_STR(a->targets[2], "c@example.com",
+			    "www target 3");
+		a = conf_alias(&c, "nobody");
+		CHECK(a != NULL && strcmp(a->name, "*") == 0 &&
+		    a->ntargets == 1, "unknown name: catch-all");
+		a = conf_alias(&c, "Root");
+		CHECK(a != NULL && strcmp(a->name, "*") == 0,
+		    "names match exactly (case)");
+	}
+	conf_free(&c);
+
+	if (load_ok(&c, "host h\nalias root r@example.com\n",
+	    "alias without catch-all") == 0) {
+		CHECK(conf_alias(&c, "root") != NULL, "root found");
+		CHECK(conf_alias(&c, "daemon") == NULL, "no match: NULL");
+	}
+	conf_free(&c);
+
+	expect_error("host h\nalias root a@example.com\nalias ops o@example\n"
+	    "alias root b@example.com\n",
+	    CONF ":4: alias \"root\" already defined at line 2",
+	    "duplicate alias");
+	expect_error("host h\nalias root bob\n",
+	    CONF ":2: alias \"root\": target \"bob\": not a full address "
+	    "(user@domain)", "alias target without @");
+	expect_error("host h\nalias root a@example.com, <b@example.com>\n",
+	    CONF ":2: alias \"root\": target \"<b@example.com>\": write the "
+	    "address without angle brackets", "alias target in brackets");
+	expect_error("host h\nalias root\n",
+	    CONF ":2: alias \"root\" has no target address", "alias no target");
+	expect_error("host h\nalias root , ,\n",
+	    CONF ":2: alias \"root\" has no target address",
+	    "alias only commas");
+	expect_error("host h\nalias root@x a@example.com\n",
+	    CONF ":2: alias name \"root@x\" is not a local name "
+	    "(no '@', ':' or ',')", "alias name with @");
+	expect_error("host h\nalias root: a@example.com\n",
+	    CONF ":2: alias name \"root:\" is not a local name "
+	    "(no '@', ':' or ',')", "aliases(5) style name");
+	expect_error("host h\nalias ro\033ot a@example.com\n",
+	    CONF ":2: alias name \"ro\\033ot\" is not a local name "
+	    "(no '@', ':' or ',')", "alias name with ESC");
+}
+
+static void
+test_timeouts(void)
+{
+	struct conf c;
+
+	if (load_ok(&c, "host h\ntimeout_connect 1\ntimeout_greeting 2\n"
+	    "timeout_command 3\ntimeout_data_init 4\ntimeout_data_block 5\n"
+	    "timeout_data_end 86400\n", "all timeouts") == 0)
+		CHECK(c.timeout[TMO_CONNECT] == 1 &&
+		    c.timeout[TMO_GREETING] == 2 &&
+		    c.timeout[TMO_COMMAND] == 3 &&
+		    c.timeout[TMO_DATA_INIT] == 4 &&
+		    c.timeout[TMO_DATA_BLOCK] == 5 &&
+		    c.timeout[TMO_DATA_END] == 86400, "each timeout set");
+	conf_free(&c);
+	expect_error("host h\ntimeout_connect 0\n",
+	    CONF ":2: timeout_connect \"0\" is too small (expected 1-86400)",
+	    "timeout 0");
+	expect_error("host h\ntimeout_data_end 86401\n",
+	    CONF ":2: timeout_data_end \"86401\" is too large "
+	    "(expected 1-86400)", "timeout 86401");
+	expect_error("host h\ntimeout_command -5\n",
+	    CONF ":2: timeout_command \"-5\" is too small (expected 1-86400)",
+	    "negative timeout");
+	expect_error("host h\ntimeout_greeting 1\ntimeout_greeting 2\n",
+	    CONF ":3: \"timeout_greeting\" already set at line 2",
+	    "timeout twice");
+}
+
+static void
+test_files(void)
+{
+	struct conf c;
+	char err[ERRLEN], *big;
+	size_t n = 1 << 20;
+	int rv;
+
+	rv = conf_load(&c, "nonexistent.conf", err, sizeof(err));
+	CHECK(rv == -1, "nonexistent file rejected");
+	CHECK_STR(err, "nonexistent.conf: No such file or directory",
+	    "nonexistent file message");
+	conf_free(&c);
+	rv = conf_load(&c, ".", err, sizeof(err));
+	CHECK(rv == -1, "directory rejected");
+	CHECK_STR(err, ".: Is a directory", "directory message");
+	conf_free(&c);
+
+	write_file(CONF, "host h\nuser a\0b\n", 16, 0600);
+	rv = conf_load(&c, CONF, err, sizeof(err));
+	CHECK(rv == -1, "NUL rejected");
+	CHECK_STR(err, CONF ":2: line contains a NUL byte", "NUL message");
+	conf_free(&c);
+
+	/* Far longer than any fixed line buffer (msmtp stops at 500). */
+	if ((big = malloc(n + 64)) == NULL)
+		return;
+	memcpy(big, "host h\nuser me\npassword ", 24);
+	memset(big + 24, 'x', n);
+	memcpy(big + 24 + n, "\n", 2);
+	if (load_ok(&c, big, "1 MiB password line") == 0)
+		CHECK(strlen(c.password) == n, "long password kept whole");
+	conf_free(&c);
+	memset(big, 'k', n);
+	big[n] = '\0';
+	rv = load(&c, big, err);
+	CHECK(rv == -1, "1 MiB keyword rejected");
+	CHECK(strncmp(err, CONF ":1: unknown keyword \"kkk", 25) == 0 &&
+	    strlen(err) < ERRLEN, "long keyword: short message");
+	conf_free(&c);
+	free(big);
+
+	/* A short error buffer truncates, never overflows. */
+	write_file(CONF, "host h\nprot 25\n", 15, 0600);
+	rv = conf_load(&c, CONF, err, 12);
+	CHECK(rv == -1, "short err buffer");
+	CHECK_STR(err, CONF ":", "short err buffer truncated");
+	conf_free(&c);
+}
+
+int
+main(void)
+{
+	if (mkdtemp(tmpdir) == NULL || chdir(tmpdir) == -1) {
+		perror(tmpdir);
+		return 1;
+	}
+	test_minimal();
+	test_syntax();
+	test_unknown();
+	test_host();
+	test_port_tls();
+	test_credentials();
+	test_password_file();
+	test_addresses();
+	test_aliases();
+	test_timeouts();
+	test_files();
+	(void)unlink(CONF);
+	if (chdir("/") == -1 || rmdir(tmpdir) == -1)
+		perror(tmpdir);
+	UNIT_END();
+}
