@@ -635,8 +635,13 @@ dialogue(struct session *s, struct msg *m, struct delivery *d)
 	int ex, accepted;
 
 	conn_timeout(s->c, s->conf->timeout[TMO_GREETING]);
-	if ((ex = read_reply(s, "the greeting")) != EX_OK)
+	if ((ex = read_reply(s, "the greeting")) != EX_OK) {
+		/* A silent server on a plaintext connection wants TLS first. */
+		if (!conn_is_tls(s->c) && s->r.lines == 0)
+			strlcat(s->err, " (if the smarthost expects TLS from "
+			    "the first byte, set \"tls implicit\")", s->errlen);
 		return ex;
+	}
 	if (s->r.code / 100 != 2) {
 		reply_oneline(&s->r, show, sizeof show);
 		snprintf(s->err, s->errlen, "%s refused the session: %s",
