@@ -1,0 +1,210 @@
+#!/bin/bash
+# pki.sh DIR: make the test PKI in DIR with the openssl CLI.
+#
+#   ca.crt ca.key                 test CA (RSA 2048), the one the client trusts
+#   server.{crt,key,chain.pem}    localhost, RSA 2048; chain = leaf then CA
+#   server-ec.{crt,key,chain.pem} localhost, EC P-256, same CA
+#   wronghost.{...}               SAN DNS:wrong.example only, same CA
+#   expired.{...}                 localhost, same CA, expired in 2020
+#   notyet.{...}                  localhost, same CA, valid from 2099 on
+#   inter.{crt,key}               intermediate CA signed by ca
+#   server-inter.{crt,key,chain.pem}  localhost signed by inter; chain =
+#                                 leaf, inter (what a server must send)
+#   server-inter.leafonly.pem     the same leaf without the intermediate
+#   other-ca.{crt,key}            a second CA the client does not trust
+#   unknown.{...}                 localhost signed by other-ca
+#   selfsigned.{crt,key,chain.pem} localhost, self-signed, not a CA
+#   bundle.pem                    other-ca.crt then ca.crt (a multi-CA file)
+#
+# Leaves carry SAN DNS:localhost, IP:127.0.0.1, IP:::1 (except wronghost),
+# keyUsage and a non-critical extendedKeyUsage serverAuth (BearSSL rejects an
+# unknown *critical* extension, and does not know EKU).  CAs carry
+# basicConstraints critical CA:TRUE and keyUsage keyCertSign, cRLSign.
+#
+# Idempotent: does nothing if DIR/.done is newer than this script and the
+# leaves are still valid for a day.  Safe to run concurrently (flock).
+set -eu
+
+dir=${1:?usage: pki.sh DIR}
+self=$(readlink -f "$0")
+mkdir -p "$(dirname "$dir")"
+
+uptodate() {
+	[ -f "$dir/.done" ] && [ "$dir/.done" -nt "$self" ] &&
+	    openssl x509 -in "$dir/server.crt" -noout -checkend 86400 \
+	    >/dev/null 2>&1
+}
+uptodate && exit 0
+
+exec 9>"$dir.lock"
+flock -w 120 9 || { echo "pki.sh: cannot lock $dir.lock" >&2; exit 1; }
+uptodate && exit 0
+
+new=$(mktemp -d "$dir.new.XXXXXX")
+trap 'rm -rf "$new"' EXIT
+cd "$new"
+
+q() {	# run openssl quietly, show its output only on failure
+	local out
+	if ! out=$(openssl "$@" 2>&1); then
+		printf 'pki.sh: openssl %s failed:\n%s\n' "$*" "$out" >&2
+		exit 1
+	fi
+}
+
+rsakey() { [ -f "$1" ] || q genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"; }
+eckey()  { [ -f "$1" ] || q genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+
+# RSA key generation dominates the run time: make the keys two at a time.
+rsa_names=(ca other-ca inter server wronghost unknown server-inter selfsigned
+    expired notyet)
+printf '%s.key\n' "${rsa_names[@]}" | xargs -P 2 -I{} \
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out {} \
+    2>/dev/null || { echo "pki.sh: RSA key generation failed" >&2; exit 1; }
+
+cat >ext.cnf <<'EOF'
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[rsa_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[ec_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyAgreement
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[wrong_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:wrong.example
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[self_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier = hash
+EOF
+
+# A self-signed CA: NAME SUBJECT
+mkca() {
+	rsakey "$1.key"
+	q req -new -x509 -key "$1.key" -out "$1.crt" -days 3650 -sha256 \
+	    -subj "$2" -config ext.cnf -extensions ca
+}
+
+# A certificate signed by a CA: NAME KEYTYPE CN ISSUER SECTION
+mkleaf() {
+	"$2key" "$1.key"
+	q req -new -key "$1.key" -out "$1.csr" -subj "/O=relay test/CN=$3"
+	q x509 -req -in "$1.csr" -CA "$4.crt" -CAkey "$4.key" \
+	    -CAcreateserial -days 825 -sha256 \
+	    -extfile ext.cnf -extensions "$5" -out "$1.crt"
+	rm -f "$1.csr"
+	cat "$1.crt" "$4.crt" >"$1.chain.pem"
+}
+
+# A certificate with explicit dates, via "openssl ca" (OpenSSL 3.0's x509
+# cannot backdate): NAME START END (YYYYMMDDHHMMSSZ)
+mkdated() {
+	rsakey "$1.key"
+	q req -new -key "$1.key" -out "$1.csr" -subj "/O=relay test/CN=localhost"
+	mkdir -p cadb
+	: >cadb/index.txt
+	[ -f cadb/serial ] || echo 1000 >cadb/serial
+	cat >cadb/ca.cnf <<EOF
+[ca]
+default_ca = test
+[test]
+dir = cadb
+database = cadb/index.txt
+serial = cadb/serial
+new_certs_dir = cadb
+default_md = sha256
+policy = any
+unique_subject = no
+copy_extensions = none
+[any]
+organizationName = optional
+commonName = supplied
+EOF
+	q ca -batch -notext -config cadb/ca.cnf -cert ca.crt -keyfile ca.key \
+	    -startdate "$2" -enddate "$3" -extfile ext.cnf -extensions rsa_leaf \
+	    -in "$1.csr" -out "$1.crt"
+	rm -f "$1.csr"
+	cat "$1.crt" ca.crt >"$1.chain.pem"
+}
+
+mkca ca "/O=relay test/CN=relay test CA"
+mkca other-ca "/O=relay test/CN=relay untrusted CA"
+
+mkleaf server rsa localhost ca rsa_leaf
+mkleaf server-ec ec localhost ca ec_leaf
+mkleaf wronghost rsa wrong.example ca wrong_leaf
+mkleaf unknown rsa localhost other-ca rsa_leaf
+
+# Intermediate CA and a leaf under it.
+rsakey inter.key
+q req -new -key inter.key -out inter.csr -subj "/O=relay test/CN=relay test intermediate"
+q x509 -req -in inter.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    -sha256 -extfile ext.cnf -extensions ca -out inter.crt
+rm -f inter.csr
+mkleaf server-inter rsa localhost inter rsa_leaf
+cp server-inter.crt server-inter.leafonly.pem	# chain.pem = leaf + inter
+
+# Self-signed leaf (not a CA).
+rsakey selfsigned.key
+q req -new -x509 -key selfsigned.key -out selfsigned.crt -days 825 -sha256 \
+    -subj "/O=relay test/CN=localhost" -config ext.cnf -extensions self_leaf
+cp selfsigned.crt selfsigned.chain.pem
+
+mkdated expired 20190101000000Z 20200201000000Z
+mkdated notyet 20990101000000Z 20991231000000Z
+
+cat other-ca.crt ca.crt >bundle.pem
+
+# Check what we made, so a broken PKI fails here and not in a relay test.
+for c in server server-ec wronghost expired notyet; do
+	case $c in
+	expired) want="certificate has expired" ;;
+	notyet)  want="certificate is not yet valid" ;;
+	*)       want=OK ;;
+	esac
+	out=$(openssl verify -CAfile ca.crt "$c.crt" 2>&1 || true)
+	case $out in
+	*"$want"*) ;;
+	*) echo "pki.sh: $c.crt: unexpected verify result: $out" >&2; exit 1 ;;
+	esac
+done
+q verify -CAfile ca.crt -untrusted inter.crt server-inter.crt
+q verify -CAfile other-ca.crt unknown.crt
+if openssl verify -CAfile ca.crt unknown.crt >/dev/null 2>&1; then
+	echo "pki.sh: unknown.crt verifies against ca.crt" >&2; exit 1
+fi
+
+rm -rf cadb ./*.srl ext.cnf
+chmod 644 ./*
+chmod 600 ./*.key
+touch .done
+cd /
+
+rm -rf "$dir.old"
+[ -e "$dir" ] && mv "$dir" "$dir.old"
+mv "$new" "$dir"
+trap - EXIT
+rm -rf "$dir.old"
