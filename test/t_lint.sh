@@ -26,7 +26,7 @@ else fail "no strcpy/strcat/sprintf/gets/atoi in the sources" "$banned"; fi
 
 # Every configuration keyword is documented in relay.conf.5.
 for kw in $(sed -n 's/^[[:space:]]*{ "\([a-z_]*\)",.*kw_.*/\1/p' conf.c); do
-	if grep -qE "^\.It Cm $kw( |\$)" relay.conf.5; then ok "keyword $kw documented"
+	if grep -qE "^\.It (Ic|Cm) $kw( |\$)" relay.conf.5; then ok "keyword $kw documented"
 	else fail "keyword $kw documented in relay.conf.5"; fi
 done
 
