@@ -1,0 +1,401 @@
+#!/bin/bash
+# End-to-end delivery against the aiosmtpd smarthost, which requires TLS
+# and AUTH: implicit TLS (465-style) and STARTTLS (587-style).  Checks the
+# exact bytes that arrive (N.eml), the envelope (N.json), what relay adds
+# and removes, aliases, -v and the log line, PIPELINING, and both address
+# families of "localhost".
+. "$(dirname "$0")/lib.sh"
+t_setup
+
+# ---- helpers ----------------------------------------------------------------
+
+# eml.py: byte-level checks on stored messages (see the commands below).
+cat >"$T/eml.py" <<'EOF'
+import re, sys
+
+def load(path):
+    return open(path, "rb").read()
+
+def split(data):
+    i = data.find(b"\r\n\r\n")
+    if i < 0:
+        return data, b""
+    return data[:i + 2], data[i + 4:]
+
+def fields(head):
+    """Header fields, unfolded (CRLF before WSP removed)."""
+    out = []
+    for line in re.split(rb"\r\n(?![ \t])", head.rstrip(b"\r\n")):
+        if line:
+            out.append(re.sub(rb"\r\n(?=[ \t])", b"", line))
+    return out
+
+def norm(data):
+    """What relay promises on the wire: CRLF, LF and lone CR end a line."""
+    data = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    if data and not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "crlf":
+    # Every CR is followed by LF and every LF preceded by CR.
+    d = load(args[0])
+    bad = [m.start() for m in re.finditer(rb"\r(?!\n)|(?<!\r)\n", d)]
+    print("ok" if not bad else "bare CR/LF at offsets %s" % bad[:5])
+elif cmd == "maxline":
+    print(max(len(l) for l in load(args[0]).split(b"\r\n")))
+elif cmd == "field":
+    # Every field NAME, unfolded, one per line.
+    name = args[1].lower().encode()
+    for f in fields(split(load(args[0]))[0]):
+        if f.split(b":", 1)[0].strip().lower() == name:
+            sys.stdout.buffer.write(f + b"\n")
+elif cmd == "norm":
+    sys.stdout.buffer.write(norm(load(args[0])))
+else:
+    sys.exit("eml.py: unknown command " + cmd)
+EOF
+eml() { "$PY" "$T/eml.py" "$@"; }
+
+# field FILE NAME: the unfolded field(s) NAME of a stored message.
+field() { [ ! -f "$1" ] || eml field "$1" "$2"; }
+
+# assert_same FILE WANTFILE NAME: byte-for-byte equality.
+assert_same() {
+	if [ ! -f "$1" ]; then
+		fail "$3" "no such file: $1"
+	elif cmp -s "$1" "$2"; then
+		ok "$3"
+	else
+		fail "$3" "$(diff <(od -c "$2") <(od -c "$1") | head -20)"
+	fi
+}
+
+# assert_crlf FILE NAME: no bare CR or LF anywhere.
+assert_crlf() {
+	assert_eq "$(eml crlf "$1" 2>&1)" ok "$2"
+}
+
+# assert_match TEXT ERE NAME
+assert_match() {
+	if [[ $1 =~ $2 ]]; then
+		ok "$3"
+	else
+		fail "$3" "\"$1\" does not match /$2/"
+	fi
+}
+
+# deliver SERVER ARGS...: run relay (stdin: the message) and wait for the
+# next stored message; sets N to its number, EML to its file.
+deliver() {
+	local srv=$1 before
+	shift
+	before=$(msg_count "$srv")
+	run_relay "$@"
+	N=$((before + 1))
+	EML=$(srv_out "$srv")/$N.eml
+	if [ "$RELAY_STATUS" = 0 ]; then
+		wait_msgs "$srv" "$N" || fail "$srv: message $N stored" \
+		    "$(cat "$RELAY_ERR")"
+		assert_crlf "$EML" "$srv: message $N: CRLF only, no bare CR or LF"
+	fi
+}
+
+PW=$T_PASS
+PW64=$(printf %s "$PW" | base64 -w0)
+PLAIN64=$(printf '\0%s\0%s' "$T_USER" "$PW" | base64 -w0)
+# The password's Base64 at the three alignments it can have inside a longer
+# token: the middle part that does not depend on what comes before.
+pw_b64_forms() {
+	local pad
+	for pad in '' 'x' 'xx'; do
+		printf '%s%s' "$pad" "$PW" | base64 -w0 | cut -c $(( ${#pad} ? 5 : 1 ))-$(( (${#PW} + ${#pad}) / 3 * 4 ))
+		echo
+	done
+}
+
+# assert_no_secret FILE NAME: neither the password nor any Base64 of it.
+assert_no_secret() {
+	local f=$1 name=$2 form bad=
+	for form in "$PW" "$PW64" "$PLAIN64" $(pw_b64_forms); do
+		[ -n "$form" ] && grep -qaF -- "$form" "$f" && bad="$bad $form"
+	done
+	if [ ! -f "$f" ]; then
+		fail "$name" "no such file: $f"
+	elif [ -n "$bad" ]; then
+		fail "$name" "found:$bad"
+	else
+		ok "$name"
+	fi
+}
+
+# ---- servers ----------------------------------------------------------------
+
+start_smarthost s465 --mode smtps
+start_smarthost s587 --mode starttls
+start_smarthost login --mode starttls --auth-mech LOGIN
+start_smarthost nopipe --mode smtps --strip PIPELINING --strip 8BITMIME \
+    --strip SIZE
+
+# ---- the same suite over implicit TLS and over STARTTLS -----------------------
+
+suite() {
+	local s=$1 conf=$T/$1.conf tag=$1 d
+	write_conf_for "$s" "$conf"
+
+	# 1. A complete message: only Bcc, Resent-Bcc and Return-Path go;
+	# every other byte arrives as given, in CRLF form, dots unstuffed.
+	printf '%s\n' \
+	    'From: Alice Sender <alice@example.org>' \
+	    'To: Bob <bob@example.net>' \
+	    'Bcc: Hidden Person <hidden@example.com>' \
+	    'Date: Mon, 02 Nov 2026 10:00:00 +0100' \
+	    'Message-ID: <fixed.1@example.org>' \
+	    'Return-Path: <bounce@example.org>' \
+	    'Subject: exact bytes' \
+	    'Resent-Bcc: resent@example.com' \
+	    'X-Folded: one' \
+	    '	two' \
+	    '' \
+	    'first line' \
+	    '.dot' \
+	    '.' \
+	    '..two dots' \
+	    '. dot space' \
+	    'last line' >"$T/$tag.exact.in"
+	grep -v -e '^Bcc:' -e '^Return-Path:' -e '^Resent-Bcc:' \
+	    "$T/$tag.exact.in" | sed 's/$/\r/' >"$T/$tag.exact.want"
+	deliver "$s" -C "$conf" -i -t -f alice@example.org <"$T/$tag.exact.in"
+	assert_exit 0 "$tag: complete message delivered"
+	assert_same "$EML" "$T/$tag.exact.want" \
+	    "$tag: complete message arrives byte for byte (Bcc/Return-Path gone, dots kept)"
+	assert_crlf "$EML" "$tag: complete message: CRLF only"
+	assert_eq "$(msg_json "$s" "$N" mail_from)" alice@example.org \
+	    "$tag: envelope sender from -f"
+	assert_eq "$(msg_json "$s" "$N" rcpt_tos)" \
+	    "bob@example.net hidden@example.com" \
+	    "$tag: -t: To and Bcc are recipients, Resent-Bcc is not"
+	assert_eq "$(msg_json "$s" "$N" auth_user)" "$T_USER" "$tag: auth_user recorded"
+	assert_eq "$(msg_json "$s" "$N" auth_mechanism)" PLAIN "$tag: AUTH PLAIN used"
+	assert_eq "$(msg_json "$s" "$N" tls)" true "$tag: tls true"
+	assert_match "$(msg_json "$s" "$N" tls_version)" '^TLSv1\.[23]$' \
+	    "$tag: TLS 1.2 or later"
+	assert_eq "$(msg_json "$s" "$N" mail_options)" \
+	    "SIZE=$(stat -c %s "$EML")" \
+	    "$tag: SIZE= is the exact size, no BODY= for 7-bit"
+	assert_eq "$(cat "$RELAY_OUT")" "" "$tag: nothing on stdout"
+	size=$(stat -c %s "$EML")
+	assert_match "$(cat "$RELAY_ERR")" \
+	    "^relay: from=<alice@example\.org> to=<bob@example\.net>,<hidden@example\.com> size=$size relay=localhost\[127\.0\.0\.1\]:$(srv_port "$s") status=sent reply=\"250 2\.0\.0 OK queued as $N\" duration=[0-9]+\.[0-9][0-9]s$" \
+	    "$tag: stderr is exactly the one log line (from= to= size= relay= status=sent reply= duration=)"
+
+	# 2. Missing From, Date and Message-ID are added after the others.
+	printf 'To: carol@example.net\nSubject: bare\n\nhi\n' |
+	    deliver "$s" -C "$conf" -F "Carol Sender" -f sender@example.org \
+	    carol@example.net
+	assert_exit 0 "$tag: bare message delivered"
+	d=$(field "$EML" Date)
+	assert_match "$d" '^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2[0-9]{3} [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}$' \
+	    "$tag: Date added in RFC 5322 form"
+	mid=$(field "$EML" Message-ID)
+	assert_match "$mid" '^Message-ID: <[0-9]{14}\.[0-9a-f]{16}@example\.org>$' \
+	    "$tag: Message-ID added with the sender's domain"
+	printf 'To: carol@example.net\r\nSubject: bare\r\nFrom: Carol Sender <sender@example.org>\r\n%s\r\n%s\r\n\r\nhi\r\n' \
+	    "$d" "$mid" >"$T/$tag.bare.want"
+	assert_same "$EML" "$T/$tag.bare.want" \
+	    "$tag: From (with -F name), Date, Message-ID added once each, nothing else changed"
+	assert_eq "$(msg_json "$s" "$N" rcpt_tos)" carol@example.net \
+	    "$tag: argv recipient only"
+
+	# 3. Aliases and domain, in the envelope and in the header.
+	cp "$conf" "$conf.alias"
+	printf '%s\n' 'alias root admin@example.org' \
+	    'alias staff ops1@example.org, ops2@example.org' \
+	    'domain example.net' 'from relay@example.org' >>"$conf.alias"
+	printf '%s\n' 'From: root (Cron Daemon)' \
+	    'To: root, Staff Team <staff>, Alice <alice>' \
+	    'Cc: Someone <bob@example.org>' 'Reply-To: Root <root>' \
+	    'Sender: root' \
+	    'Subject: aliases' '' 'body' |
+	    deliver "$s" -C "$conf.alias" -t -f root
+	assert_exit 0 "$tag: aliased message delivered"
+	assert_eq "$(msg_json "$s" "$N" rcpt_tos)" \
+	    "admin@example.org ops1@example.org ops2@example.org alice@example.net bob@example.org" \
+	    "$tag: envelope: alias, two-target alias, domain qualification"
+	assert_eq "$(field "$EML" To)" \
+	    "To: admin@example.org, ops1@example.org, ops2@example.org, Alice <alice@example.net>" \
+	    "$tag: To: rewritten through aliases and domain"
+	assert_eq "$(field "$EML" Reply-To)" "Reply-To: Root <admin@example.org>" \
+	    "$tag: Reply-To: alias applied, display name kept"
+	assert_eq "$(field "$EML" Cc)" "Cc: Someone <bob@example.org>" \
+	    "$tag: qualified Cc untouched"
+	assert_eq "$(msg_json "$s" "$N" mail_from)" relay@example.org \
+	    "$tag: -f root becomes the configured from"
+	assert_eq "$(field "$EML" From)" "From: relay@example.org (Cron Daemon)" \
+	    "$tag: local name in From: becomes the envelope sender, comment kept"
+	assert_eq "$(field "$EML" Sender)" "Sender: relay@example.org" \
+	    "$tag: local name in Sender: becomes the envelope sender"
+
+	# Catch-all: every unaliased local name; duplicates sent once.
+	cp "$conf" "$conf.star"
+	printf '%s\n' 'alias root admin@example.org' \
+	    'alias * catchall@example.org' 'from relay@example.org' >>"$conf.star"
+	printf 'To: root, nobody\nSubject: star\n\nbody\n' |
+	    deliver "$s" -C "$conf.star" -t www-data
+	assert_exit 0 "$tag: catch-all message delivered"
+	assert_eq "$(msg_json "$s" "$N" rcpt_tos)" \
+	    "catchall@example.org admin@example.org" \
+	    "$tag: catch-all for unaliased names, exact alias wins, no duplicate"
+	assert_eq "$(field "$EML" To)" \
+	    "To: admin@example.org, catchall@example.org" \
+	    "$tag: catch-all applied in To:"
+
+	# 4. An 8-bit body: BODY=8BITMIME and SIZE, bytes unchanged.
+	printf 'Subject: 8bit\nContent-Type: text/plain; charset=utf-8\n\nGr\303\274\303\237e \342\202\254\n' \
+	    >"$T/$tag.8bit.in"
+	deliver "$s" -C "$conf" -f alice@example.org bob@example.net \
+	    <"$T/$tag.8bit.in"
+	assert_exit 0 "$tag: 8-bit message delivered"
+	assert_eq "$(msg_json "$s" "$N" mail_options)" \
+	    "SIZE=$(stat -c %s "$EML") BODY=8BITMIME" \
+	    "$tag: MAIL has SIZE=<exact size> BODY=8BITMIME"
+	assert_eq "$(tail -c 13 "$EML" | od -An -tx1 | tr -d ' \n')" \
+	    "4772c3bcc39f6520e282ac0d0a" "$tag: 8-bit body bytes unchanged"
+
+	# 5. -v: the dialogue on stderr, credentials hidden.
+	printf 'Subject: verbose\n\nv\n' |
+	    deliver "$s" -C "$conf" -v -f alice@example.org bob@example.net
+	assert_exit 0 "$tag: -v delivery"
+	assert_file_contains "$RELAY_ERR" ">>> AUTH PLAIN [credentials hidden]" \
+	    "$tag: -v shows AUTH PLAIN [credentials hidden]"
+	assert_file_contains "$RELAY_ERR" "<<< 235 " "$tag: -v shows the 235"
+	assert_file_contains "$RELAY_ERR" ">>> MAIL FROM:<alice@example.org> SIZE=" \
+	    "$tag: -v shows MAIL FROM"
+	assert_file_contains "$RELAY_ERR" ">>> [message, $(stat -c %s "$EML") octets]" \
+	    "$tag: -v shows the message as its size"
+	assert_file_lacks "$RELAY_ERR" "Subject: verbose" \
+	    "$tag: -v does not show the message"
+	assert_no_secret "$RELAY_ERR" \
+	    "$tag: -v stderr has no password, Base64 password or PLAIN token"
+	assert_no_secret "$RELAY_OUT" "$tag: -v stdout has no secret"
+	assert_eq "$(cat "$RELAY_OUT")" "" "$tag: -v prints nothing on stdout"
+	assert_file_matches "$RELAY_ERR" "^relay: from=<alice@example.org> .* status=sent " \
+	    "$tag: -v still logs the delivery line"
+}
+
+suite s465
+assert_eq "$(stat -c %s "$SMARTHOST_s465_OUT/plaintext.log")" 0 \
+    "s465: implicit TLS: not one byte in clear"
+
+suite s587
+assert_file_contains "$RELAY_ERR" ">>> STARTTLS" "s587: -v shows STARTTLS"
+assert_file_contains "$RELAY_ERR" "*** TLS started" "s587: -v shows TLS started"
+p=$SMARTHOST_s587_OUT/plaintext.log
+assert_file_contains "$p" "STARTTLS" "s587: STARTTLS sent in clear"
+assert_file_lacks "$p" "AUTH" "s587: no AUTH in clear"
+assert_file_lacks "$p" "MAIL FROM" "s587: no envelope in clear"
+assert_no_secret "$p" "s587: no secret in clear"
+
+# ---- AUTH LOGIN: both steps hidden ----------------------------------------------
+
+write_conf_for login "$T/login.conf"
+printf 'Subject: login\n\nl\n' |
+    deliver login -C "$T/login.conf" -v -f alice@example.org bob@example.net
+assert_exit 0 "login: delivered with AUTH LOGIN"
+assert_eq "$(msg_json login 1 auth_mechanism)" LOGIN "login: LOGIN recorded"
+assert_eq "$(grep -c '^>>> \[credentials hidden\]$' "$RELAY_ERR")" 2 \
+    "login: user and password lines shown as [credentials hidden]"
+assert_no_secret "$RELAY_ERR" "login: -v stderr has no password in any form"
+
+# ---- PIPELINING -------------------------------------------------------------------
+
+# Pipelined: MAIL, every RCPT and DATA go out before the first reply.
+printf 'Subject: pipe\n\np\n' | deliver s465 -C "$T/s465.conf" -v \
+    -f alice@example.org one@example.net two@example.net
+assert_exit 0 "pipelining: delivered"
+assert_file_contains "$RELAY_ERR" "<<< 250 PIPELINING" \
+    "pipelining: the server offered it"
+c=$(msg_json s465 "$N" conn)
+assert_eq "$(grep -E "^(mail|rcpt|data) $c( |$)" "$SMARTHOST_s465_OUT/events.log" |
+    cut -d' ' -f1,3 | tr '\n' '|')" \
+    "mail alice@example.org|rcpt one@example.net|rcpt two@example.net|data|" \
+    "pipelining: events.log shows MAIL, both RCPTs, DATA"
+assert_eq "$(grep -E '^(>>>|<<<) ' "$RELAY_ERR" |
+    sed -n '/^>>> MAIL/,/^<<< 354/p' | cut -c1-13 | tr '\n' '|')" \
+    ">>> MAIL FROM|>>> RCPT TO:<|>>> RCPT TO:<|>>> DATA|<<< 250 2.1.0|<<< 250 2.1.5|<<< 250 2.1.5|<<< 354 End d|" \
+    "pipelining: the envelope is sent in one go, replies read after"
+
+# More recipients than relay pipelines in one go (100): all still get it.
+many=$(printf 'r%03d@example.net ' {1..101})
+printf 'Subject: many\n\nm\n' | deliver s465 -C "$T/s465.conf" -f alice@example.org $many
+assert_exit 0 "101 recipients: delivered"
+assert_eq "$(msg_json s465 "$N" rcpt_tos) " "$many" "101 recipients: all accepted, in order"
+
+write_conf_for nopipe "$T/nopipe.conf"
+printf 'Subject: nopipe \303\251\n\n.\nn\n' | deliver nopipe -C "$T/nopipe.conf" -v -i \
+    -f alice@example.org one@example.net two@example.net
+assert_exit 0 "no PIPELINING: delivered"
+assert_file_lacks "$RELAY_ERR" "PIPELINING" \
+    "no PIPELINING: the server did not offer it"
+assert_eq "$(grep -E '^(>>>|<<<) ' "$RELAY_ERR" |
+    sed -n '/^>>> MAIL/,/^<<< 354/p' | cut -c1-13 | tr '\n' '|')" \
+    ">>> MAIL FROM|<<< 250 2.1.0|>>> RCPT TO:<|<<< 250 2.1.5|>>> RCPT TO:<|<<< 250 2.1.5|>>> DATA|<<< 354 End d|" \
+    "no PIPELINING: one command, one reply"
+assert_eq "$(msg_json nopipe 1 rcpt_tos)" "one@example.net two@example.net" \
+    "no PIPELINING: both recipients"
+assert_eq "$(tail -c 10 "$SMARTHOST_nopipe_OUT/1.eml" | od -An -tx1 | tr -d ' \n')" \
+    0d0a0d0a2e0d0a6e0d0a "no PIPELINING: body with a lone dot intact"
+assert_eq "$(msg_json nopipe 1 mail_options)" "" \
+    "no SIZE, no 8BITMIME offered: MAIL has neither SIZE= nor BODY="
+assert_eq "$(field "$SMARTHOST_nopipe_OUT/1.eml" Subject | od -An -tx1 | tr -d ' \n')" \
+    "$(printf 'Subject: nopipe \303\251\n' | od -An -tx1 | tr -d ' \n')" \
+    "no 8BITMIME offered: 8-bit header sent unchanged"
+
+# ---- a second address family ------------------------------------------------------
+
+# "localhost" as ::1 first, then 127.0.0.1: inside a private mount namespace
+# with its own /etc/hosts, so the machine's file is not touched.
+printf '::1 localhost\n127.0.0.1 localhost\n' >"$T/hosts.v6"
+cat >"$T/v6ns" <<EOF
+#!/bin/sh
+exec unshare --mount sh -c 'mount --bind "\$0" /etc/hosts && exec "\$@"' "$T/hosts.v6" "\$@"
+EOF
+chmod +x "$T/v6ns"
+if [ "$(getent ahosts localhost | awk 'NR == 1 { print $1 }')" = ::1 ]; then
+	V6NS=			# the resolver already says ::1 first
+else
+	V6NS=$T/v6ns
+fi
+fam=$($V6NS getent ahosts localhost 2>&1 | awk '$2 == "STREAM" { print $1 }' |
+    tr '\n' ' ')
+assert_eq "$fam" "::1 127.0.0.1 " "two families: localhost is ::1 first, then 127.0.0.1"
+# Without that (unshare needs root) the rest cannot run.
+[ "$fam" = "::1 127.0.0.1 " ] || t_done
+
+printf 'Subject: family\n\nf\n' | RELAY_PREFIX=$V6NS \
+    deliver s465 -C "$T/s465.conf" -v -f alice@example.org bob@example.net
+assert_exit 0 "two families: delivered to the 127.0.0.1-only smarthost"
+assert_file_contains "$RELAY_ERR" "*** localhost[127.0.0.1]:$SMARTHOST_s465_PORT" \
+    "two families: connected over 127.0.0.1 after ::1"
+assert_file_contains "$EML" "Subject: family" "two families: message stored"
+
+start_smarthost v6 --mode smtps --listen ::1
+write_conf_for v6 "$T/v6.conf"
+printf 'Subject: v6\n\nsix\n' | RELAY_PREFIX=$V6NS \
+    deliver v6 -C "$T/v6.conf" -v -f alice@example.org bob@example.net
+assert_exit 0 "two families: delivered to a ::1-only smarthost"
+assert_file_contains "$RELAY_ERR" "*** localhost[::1]:$SMARTHOST_v6_PORT" \
+    "two families: ::1 used when it answers"
+assert_eq "$(msg_json v6 1 tls)" true "two families: ::1 delivery over TLS"
+
+# Nothing listening on either: both addresses tried, in order, then 75.
+write_conf_for s465 "$T/closed.conf" port 1 timeout_connect 5
+printf 'Subject: closed\n\nc\n' | RELAY_PREFIX=$V6NS \
+    run_relay -C "$T/closed.conf" -f alice@example.org bob@example.net
+assert_exit 75 "two families: nothing listening gives 75"
+assert_file_contains "$RELAY_ERR" \
+    "cannot connect to localhost port 1 (::1: Connection refused, 127.0.0.1: Connection refused)" \
+    "two families: error names both addresses, ::1 first"
+
+t_done
