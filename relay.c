@@ -185,15 +185,20 @@ static void
 log_delivery(const struct conf *conf, const struct msg *m,
     const struct delivery *d, int ex, const char *err, double secs)
 {
-	char to[1024] = "", line[3072];
+	char to[1024] = "", addr[ADDR_MAX + 4], line[3072];
 	size_t i;
 
+	/* Whole addresses only: a cut one would name someone else. */
 	for (i = 0; i < m->nrcpts; i++) {
-		if (i > 0)
-			strlcat(to, ",", sizeof to);
-		strlcat(to, "<", sizeof to);
-		strlcat(to, m->rcpts[i].addr, sizeof to);
-		strlcat(to, ">", sizeof to);
+		snprintf(addr, sizeof addr, "%s<%s>", i > 0 ? "," : "",
+		    m->rcpts[i].addr);
+		if (strlen(to) + strlen(addr) + 24 >= sizeof to) {
+			snprintf(addr, sizeof addr, ",(+%zu more)",
+			    m->nrcpts - i);
+			strlcat(to, addr, sizeof to);
+			break;
+		}
+		strlcat(to, addr, sizeof to);
 	}
 	snprintf(line, sizeof line, "from=<%s> to=%s size=%lld relay=%s "
 	    "status=%s reply=\"%s\" duration=%.2fs%s%s%s%s%s",
