@@ -65,6 +65,11 @@ install: $(PROG)
 	install -m 644 relay.8 $(DESTDIR)$(MANDIR)/man8/relay.8
 	install -m 644 relay.conf.5 $(DESTDIR)$(MANDIR)/man5/relay.conf.5
 
+# A self-contained demonstration: a cron mail through ./relay to a local
+# test smarthost (test/demo.sh).  Not part of check.
+demo: $(PROG)
+	@bash test/demo.sh
+
 lint:
 	mandoc -Tlint -W warning relay.8 relay.conf.5
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
@@ -77,4 +82,4 @@ clean: clean-objs
 	rm -f $(PROG)
 	rm -rf test/obj test/tmp
 
-.PHONY: all check werror install lint clean clean-objs
+.PHONY: all check werror install lint clean clean-objs demo
