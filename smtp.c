@@ -319,8 +319,14 @@ starttls(struct session *s)
 	if ((ex = command(s, TMO_COMMAND, 2, "STARTTLS", NULL,
 	    "STARTTLS")) != EX_OK)
 		return ex;
-	if (conn_starttls(s->c, &ex, s->err, s->errlen) == -1)
+	if (conn_starttls(s->c, &ex, s->err, s->errlen) == -1) {
+		/*
+		 * The server took STARTTLS and now reads a TLS handshake: a
+		 * QUIT would go out in clear into it (RFC 3207 4).  Hang up.
+		 */
+		s->broken = 1;
 		return ex;
+	}
 	trace("***", "TLS started", 11);
 	/* RFC 3207 4.2: forget all we learnt in clear and ask again. */
 	memset(&s->caps, 0, sizeof s->caps);

@@ -41,6 +41,8 @@ struct conn {
 	char			 error[ERRLEN];
 	struct timespec		 deadline;
 	int			 timeout;	/* seconds, for messages */
+	int			 hungup;	/* peer closed or reset */
+	size_t			 tls_in;	/* TLS bytes received */
 
 	unsigned char		 rbuf[RBUF_SIZE];
 	size_t			 rpos, rlen;
@@ -111,8 +113,11 @@ sock_read(struct conn *c, void *buf, size_t len)
 		if (n == 0) {
 			strlcpy(c->error, "connection closed by the smarthost",
 			    sizeof c->error);
+			c->hungup = 1;
 			return -1;
 		}
+		if (errno == ECONNRESET)
+			c->hungup = 1;
 		if (errno != EINTR && errno != EAGAIN) {
 			snprintf(c->error, sizeof c->error, "read: %s",
 			    strerror(errno));
@@ -145,7 +150,12 @@ sock_write(struct conn *c, const void *buf, size_t len)
 static int
 bio_read(void *ctx, unsigned char *buf, size_t len)
 {
-	return (int)sock_read(ctx, buf, len);
+	struct conn *c = ctx;
+	ssize_t n;
+
+	if ((n = sock_read(c, buf, len)) > 0)
+		c->tls_in += (size_t)n;
+	return (int)n;
 }
 
 static int
@@ -521,14 +531,28 @@ tls_explain(struct conn *c, char *err, size_t errlen)
 		snprintf(err, errlen, "TLS: certificate for %s does not match "
 		    "%s", certname, c->conf->host);
 	else if (e >= BR_ERR_X509_OK && e < BR_ERR_X509_OK + 32)
-		snprintf(err, errlen, "TLS: certificate of %s %s", certname,
-		    text ? text : "failed verification");
+		/*
+		 * BearSSL stops before the names when the dates are wrong:
+		 * say whose certificate it is, not "an unnamed host".
+		 */
+		snprintf(err, errlen, "TLS: certificate of %s %s",
+		    c->names[0].status == 1 || c->names[1].status == 1 ?
+		    certname : c->conf->host, text ? text :
+		    "failed verification");
 	else if (e >= BR_ERR_SEND_FATAL_ALERT)
 		snprintf(err, errlen, "TLS: relay aborted the handshake: %s",
 		    alert_name(e - BR_ERR_SEND_FATAL_ALERT));
 	else if (e >= BR_ERR_RECV_FATAL_ALERT)
 		snprintf(err, errlen, "TLS: the smarthost refused the "
 		    "handshake: %s", alert_name(e - BR_ERR_RECV_FATAL_ALERT));
+	else if (e == BR_ERR_IO && c->hungup && c->tls_in == 0)
+		/*
+		 * A server that wants TLS 1.3 may hang up on our TLS 1.2
+		 * ClientHello without even an alert (Python's asyncio does).
+		 */
+		snprintf(err, errlen, "TLS: %s without answering the handshake "
+		    "(does it require TLS 1.3? BearSSL 0.6 speaks TLS 1.2 "
+		    "only)", c->error);
 	else if (e == BR_ERR_IO)
 		snprintf(err, errlen, "TLS: %s", c->error[0] ? c->error :
 		    "connection lost");

@@ -1,0 +1,255 @@
+#!/bin/bash
+# TLS set-up: the CA bundle (ca_file), certificate chains and key types,
+# names, TLS versions, and the tls/port mix-ups relay must explain.
+. "$(dirname "$0")/lib.sh"
+t_setup
+
+printf 'Subject: tls test\n\nhello from t_tls\n' >"$T/msg.txt"
+PW64=$(printf %s "$T_PASS" | base64 -w0)
+PLAIN64=$(printf '\0%s\0%s' "$T_USER" "$T_PASS" | base64 -w0)
+
+# send NAME [KEY VALUE]...: config $T/NAME.conf for server NAME plus the
+# pairs given, then send $T/msg.txt to to@example.org.
+send() {
+	local name=$1
+	shift
+	write_conf_for "$name" "$T/$name.conf" from sender@example.org "$@"
+	run_relay -C "$T/$name.conf" to@example.org <"$T/msg.txt"
+}
+
+# timed_send: the same, setting ELAPSED (seconds).
+timed_send() {
+	local start=$EPOCHREALTIME
+	send "$@"
+	ELAPSED=$(awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $start }")
+}
+
+# assert_error WHAT WORD...: exactly one error line (the log record aside)
+# and it holds every WORD.
+assert_error() {
+	local what=$1 lines n w missing=()
+	shift
+	lines=$(grep -av '^relay: from=<.* status=' "$RELAY_ERR")
+	n=$(grep -c . <<<"$lines")
+	for w in "$@"; do
+		[[ $lines == *"$w"* ]] || missing+=("\"$w\"")
+	done
+	if [ "$n" -eq 1 ] && [[ $lines == relay:\ * ]] &&
+	    [ ${#missing[@]} -eq 0 ]; then
+		ok "$what: one error line naming: $*"
+	else
+		fail "$what: one error line naming: $*" \
+		    "$n error lines; missing: ${missing[*]:-none}" "$lines"
+	fi
+}
+
+# delivered NAME WHAT: exit 0 and the server stored the message.
+delivered() {
+	assert_exit 0 "$2: delivered (exit 0)"
+	if wait_msgs "$1" 1 5; then
+		assert_file_contains "$(srv_out "$1")/1.eml" "hello from t_tls" \
+		    "$2: message stored"
+	else
+		fail "$2: message stored" "no $(srv_out "$1")/1.json"
+	fi
+}
+
+# no_creds FILE WHAT: nothing secret, and no AUTH, in FILE.
+no_creds() {
+	local f=$1 what=$2 s hits=()
+	[ -f "$f" ] || { fail "$what: no credentials in clear" "no $f"; return; }
+	for s in "$T_PASS" "$PW64" "$PLAIN64" AUTH; do
+		grep -qaF -- "$s" "$f" && hits+=("$s")
+	done
+	if [ ${#hits[@]} -eq 0 ]; then
+		ok "$what: no credentials in clear"
+	else
+		fail "$what: no credentials in clear" "$f holds: ${hits[*]}"
+	fi
+}
+
+# ---- ca_file ------------------------------------------------------------
+
+start_smarthost s465 --mode smtps
+
+send s465 ca_file "$T/no-such-ca.pem"
+assert_exit 78 "ca_file missing: exit 78"
+assert_error "ca_file missing" "ca_file $T/no-such-ca.pem" "No such file"
+
+: >"$T/empty.pem"
+send s465 ca_file "$T/empty.pem"
+assert_exit 78 "ca_file empty: exit 78"
+assert_error "ca_file empty" "$T/empty.pem" "holds no usable CA certificate"
+
+cp "$PKI/server.key" "$T/keyonly.pem"
+send s465 ca_file "$T/keyonly.pem"
+assert_exit 78 "ca_file with only a private key: exit 78"
+assert_error "ca_file with only a private key" "$T/keyonly.pem" \
+    "holds no usable CA certificate"
+assert_eq "$(msg_count s465)" 0 "bad ca_file: nothing stored"
+assert_file_lacks "$SMARTHOST_s465_OUT/events.log" "connect 1" \
+    "bad ca_file: no TLS session was made"
+
+# Over STARTTLS the bundle is read after the server said 220 to STARTTLS.
+start_smarthost s587 --mode starttls
+send s587 ca_file "$T/empty.pem"
+assert_exit 78 "ca_file empty, STARTTLS: exit 78"
+assert_error "ca_file empty, STARTTLS" "holds no usable CA certificate"
+assert_file_contains "$SMARTHOST_s587_OUT/plaintext.log" "STARTTLS" \
+    "ca_file empty, STARTTLS: plaintext.log was written"
+no_creds "$SMARTHOST_s587_OUT/plaintext.log" "ca_file empty, STARTTLS"
+
+# BearSSL 0.6 misreads the PEM banner of a CRLF file; it must still load.
+sed 's/$/\r/' "$PKI/ca.crt" >"$T/ca-crlf.pem"
+check "the CRLF bundle has CRLF line ends" grep -q $'\r$' "$T/ca-crlf.pem"
+start_smarthost crlf --mode smtps
+send crlf ca_file "$T/ca-crlf.pem"
+delivered crlf "CA bundle with CRLF line ends"
+
+start_smarthost bundle --mode smtps
+send bundle ca_file "$PKI/bundle.pem"
+delivered bundle "bundle of two CAs, ours second"
+
+sed 's/$/\r/' "$PKI/bundle.pem" >"$T/bundle-crlf.pem"
+start_smarthost bundlecrlf --mode smtps
+send bundlecrlf ca_file "$T/bundle-crlf.pem"
+delivered bundlecrlf "bundle of two CAs with CRLF line ends"
+
+# A CA BearSSL cannot use (Ed25519) is skipped, not fatal; so is the
+# system's whole bundle in front of ours.
+openssl req -x509 -newkey ed25519 -keyout "$T/ed.key" -nodes -days 30 \
+    -subj /CN=ed25519-ca -addext basicConstraints=critical,CA:TRUE \
+    -out "$T/ed.crt" >"$T/ed.log" 2>&1 || t_bail "openssl ed25519: $(cat "$T/ed.log")"
+cat "$T/ed.crt" "$PKI/ca.crt" >"$T/ed-then-ca.pem"
+start_smarthost edbundle --mode smtps
+send edbundle ca_file "$T/ed-then-ca.pem"
+delivered edbundle "bundle with an Ed25519 CA first"
+send edbundle ca_file "$T/ed.crt"
+assert_exit 78 "bundle with only an Ed25519 CA: exit 78"
+assert_error "bundle with only an Ed25519 CA" "holds no usable CA certificate"
+
+if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+	cat /etc/ssl/certs/ca-certificates.crt "$PKI/ca.crt" >"$T/system-then-ca.pem"
+	start_smarthost system --mode smtps
+	send system ca_file "$T/system-then-ca.pem"
+	delivered system "the system bundle with our CA appended"
+fi
+
+printf -- '-----BEGIN CERTIFICATE-----\nno*base64*here\n-----END CERTIFICATE-----\n' \
+    >"$T/badpem.pem"
+cat "$PKI/ca.crt" >>"$T/badpem.pem"
+send s465 ca_file "$T/badpem.pem"
+assert_exit 78 "ca_file with broken PEM: exit 78"
+assert_error "ca_file with broken PEM" "ca_file $T/badpem.pem" "malformed PEM"
+
+# A bundle that trusts only the other CA.
+start_smarthost otherca --mode smtps
+send otherca ca_file "$PKI/other-ca.crt"
+assert_exit 75 "ca_file trusts another CA only: exit 75"
+assert_error "ca_file trusts another CA only" "not signed by a CA"
+
+# ---- certificates and chains -------------------------------------------
+
+start_smarthost ec --mode smtps --certname server-ec
+send ec
+delivered ec "EC P-256 certificate"
+assert_file_matches "$SMARTHOST_ec_OUT/events.log" '^tls 1 ok TLSv1\.2 ECDHE-ECDSA-' \
+    "EC P-256 certificate: an ECDSA suite was used"
+
+start_smarthost inter --mode starttls --certname server-inter
+send inter
+delivered inter "chain with an intermediate CA"
+
+start_smarthost leafonly --mode smtps --cert "$PKI/server-inter.leafonly.pem" \
+    --key "$PKI/server-inter.key"
+send leafonly
+assert_exit 75 "leaf without its intermediate: exit 75"
+assert_error "leaf without its intermediate" "TLS" "not signed by a CA"
+assert_eq "$(msg_count leafonly)" 0 "leaf without its intermediate: nothing stored"
+
+start_smarthost selfsigned --mode smtps --certname selfsigned
+send selfsigned
+assert_exit 75 "self-signed certificate: exit 75"
+assert_error "self-signed certificate" "TLS" "not signed by a CA"
+
+start_smarthost notyet --mode smtps --certname notyet
+send notyet
+assert_exit 75 "certificate valid from 2099: exit 75"
+assert_error "certificate valid from 2099" "TLS: certificate of localhost" "not yet valid"
+
+# The test certificates carry IP:127.0.0.1, but BearSSL cannot check it.
+start_smarthost ip --mode smtps
+send ip host 127.0.0.1
+assert_exit 78 "host 127.0.0.1 with TLS: exit 78"
+assert_error "host 127.0.0.1 with TLS" "127.0.0.1 is an IP address" "host name"
+assert_eq "$(msg_count ip)" 0 "host 127.0.0.1 with TLS: nothing stored"
+
+# ---- tls and port mixed up ---------------------------------------------
+
+start_smarthost wrong587 --mode starttls
+send wrong587 tls implicit
+assert_exit 75 "tls implicit against a STARTTLS port: exit 75"
+assert_error "tls implicit against a STARTTLS port" "TLS" '"tls"' '"port"'
+no_creds "$SMARTHOST_wrong587_OUT/plaintext.log" \
+    "tls implicit against a STARTTLS port"
+
+start_smarthost wrong465 --mode smtps
+timed_send wrong465 tls starttls timeout_greeting 2
+assert_exit 75 "tls starttls against an smtps port: exit 75"
+assert_error "tls starttls against an smtps port" "no reply to the greeting" \
+    "timed out" 'set "tls implicit"'
+if awk "BEGIN { exit !($ELAPSED >= 1.9 && $ELAPSED < 8) }"; then
+	ok "tls starttls against an smtps port: gave up after ${ELAPSED}s"
+else
+	fail "tls starttls against an smtps port: gave up after ${ELAPSED}s" \
+	    "want about 2 s (timeout_greeting 2)"
+fi
+
+# A server that accepts but never answers the ClientHello: the handshake
+# is bounded by timeout_greeting too.
+start_raw silent --scenario stall-greeting
+timed_send silent tls implicit timeout_greeting 2
+assert_exit 75 "implicit TLS, silent server: exit 75"
+assert_error "implicit TLS, silent server" "TLS" "timed out after 2 s"
+if awk "BEGIN { exit !($ELAPSED >= 1.9 && $ELAPSED < 8) }"; then
+	ok "implicit TLS, silent server: gave up after ${ELAPSED}s"
+else
+	fail "implicit TLS, silent server: gave up after ${ELAPSED}s" \
+	    "want about 2 s (timeout_greeting 2)"
+fi
+
+# ---- TLS versions ------------------------------------------------------
+
+start_smarthost tls13 --mode smtps --tls-min 1.3
+send tls13
+assert_exit 75 "TLS 1.3-only server: exit 75"
+assert_error "TLS 1.3-only server" "TLS" "TLS 1.3"
+
+start_smarthost tls12 --mode smtps --tls-max 1.2
+send tls12
+delivered tls12 "TLS 1.2-only server"
+assert_file_contains "$SMARTHOST_tls12_OUT/events.log" "tls 1 ok TLSv1.2" \
+    "TLS 1.2-only server: TLS 1.2 recorded"
+
+# ---- tls none ----------------------------------------------------------
+
+start_smarthost plain --mode plain --no-auth
+send plain user - password -
+delivered plain "tls none, no user"
+assert_eq "$(msg_json plain 1 tls)" false "tls none: sent in clear as asked"
+
+# IPv6, by address (allowed without TLS).
+start_smarthost plain6 --mode plain --no-auth --listen ::1
+send plain6 host ::1 user - password -
+delivered plain6 "tls none over IPv6 (host ::1)"
+assert_file_matches "$RELAY_ERR" "relay=[^ ]*\\[::1\\]:$SMARTHOST_plain6_PORT " \
+    "tls none over IPv6: the log names [::1]"
+
+start_smarthost plainuser --mode plain --no-auth
+send plainuser
+assert_exit 78 "tls none with user and password: exit 78"
+assert_error "tls none with user and password" "$T/plainuser.conf:"
+assert_file_lacks "$SMARTHOST_plainuser_OUT/events.log" "accept" \
+    "tls none with user: relay did not even connect"
+
+t_done
