@@ -314,6 +314,7 @@ starttls(struct session *s)
 		snprintf(s->err, s->errlen, "%s does not offer STARTTLS; "
 		    "refusing to go on in clear (it may be misconfigured, or "
 		    "someone on the path removed it)", conn_peer(s->c));
+		s->broken = 1;	/* not even QUIT: nothing more in clear */
 		return EX_TEMPFAIL;
 	}
 	if ((ex = command(s, TMO_COMMAND, 2, "STARTTLS", NULL,
@@ -514,80 +515,109 @@ check_mail_reply(struct session *s, const struct msg *m)
 	return reply_exit(s->r.code);
 }
 
+/* Reply to RCPT for recipient i, sent earlier (pipelined) or just now. */
+static int
+rcpt_reply(struct session *s, struct msg *m, size_t i, int *accepted)
+{
+	int ex;
+
+	conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+	if ((ex = read_reply(s, "RCPT TO")) != EX_OK)
+		return ex;
+	rcpt_record(s, &m->rcpts[i]);
+	*accepted += s->r.code / 100 == 2;
+	return EX_OK;
+}
+
+static int
+send_rcpt(struct session *s, const struct rcpt *rc)
+{
+	conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+	return send_cmd(s, NULL, "RCPT TO:<%s>", rc->addr);
+}
+
+/* One command, one reply: MAIL, each RCPT, then DATA if anyone is left. */
+static int
+envelope_stepwise(struct session *s, struct msg *m, int *accepted)
+{
+	size_t i;
+	int ex;
+
+	if ((ex = send_mail_from(s, m)) != EX_OK ||
+	    (ex = read_reply(s, "MAIL FROM")) != EX_OK ||
+	    (ex = check_mail_reply(s, m)) != EX_OK)
+		return ex;
+	for (i = 0; i < m->nrcpts; i++)
+		if ((ex = send_rcpt(s, &m->rcpts[i])) != EX_OK ||
+		    (ex = rcpt_reply(s, m, i, accepted)) != EX_OK)
+			return ex;
+	if (*accepted == 0)
+		return refused_summary(s, m, 0);
+	conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
+	if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK ||
+	    (ex = read_reply(s, "DATA")) != EX_OK)
+		return ex;
+	return EX_OK;
+}
+
 /*
- * MAIL, RCPT..., DATA.  With PIPELINING (RFC 2920) they go in one write
- * and every reply is read in order, even after a refusal.  Returns EX_OK
- * when the server is waiting for the message (354).
+ * RFC 2920: MAIL, every RCPT and DATA in one write, then every reply in
+ * order, even after a refusal.  If DATA was accepted for an envelope that
+ * failed, end that empty transaction cleanly (3.1).
  */
+static int
+envelope_pipelined(struct session *s, struct msg *m, int *accepted)
+{
+	size_t i;
+	int ex, mail_ex, data_code;
+
+	if ((ex = send_mail_from(s, m)) != EX_OK)
+		return ex;
+	for (i = 0; i < m->nrcpts; i++)
+		if ((ex = send_rcpt(s, &m->rcpts[i])) != EX_OK)
+			return ex;
+	if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK ||
+	    (ex = read_reply(s, "MAIL FROM")) != EX_OK)
+		return ex;
+	mail_ex = check_mail_reply(s, m);
+	for (i = 0; i < m->nrcpts; i++)
+		if ((ex = rcpt_reply(s, m, i, accepted)) != EX_OK)
+			return ex;
+	if (mail_ex != EX_OK)
+		*accepted = 0;
+	conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
+	if ((ex = read_reply(s, "DATA")) != EX_OK)
+		return ex;
+	if (s->r.code == 354 && (mail_ex != EX_OK || *accepted == 0)) {
+		data_code = s->r.code;
+		conn_timeout(s->c, s->conf->timeout[TMO_DATA_END]);
+		if (send_cmd(s, NULL, ".") == EX_OK)
+			(void)read_reply(s, "end of data");
+		s->r.code = data_code;
+	}
+	if (mail_ex != EX_OK) {
+		/* check_mail_reply() wrote s->err before later replies came. */
+		return mail_ex;
+	}
+	if (*accepted == 0)
+		return refused_summary(s, m, 0);
+	return EX_OK;
+}
+
+/* Returns EX_OK when the server waits for the message (354). */
 static int
 envelope(struct session *s, struct msg *m, int *accepted)
 {
-	int pipelined = s->caps.pipelining && m->nrcpts <= PIPELINE_MAX;
-	int ex, mail_ex = EX_OK, data_code;
 	char show[512];
-	size_t i;
+	int ex;
 
 	*accepted = 0;
-	if ((ex = send_mail_from(s, m)) != EX_OK)
+	if (s->caps.pipelining && m->nrcpts <= PIPELINE_MAX)
+		ex = envelope_pipelined(s, m, accepted);
+	else
+		ex = envelope_stepwise(s, m, accepted);
+	if (ex != EX_OK || s->r.code == 354)
 		return ex;
-	if (!pipelined) {
-		if ((ex = read_reply(s, "MAIL FROM")) != EX_OK)
-			return ex;
-		if ((ex = check_mail_reply(s, m)) != EX_OK)
-			return ex;
-	}
-	for (i = 0; i < m->nrcpts; i++) {
-		conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
-		if ((ex = send_cmd(s, NULL, "RCPT TO:<%s>",
-		    m->rcpts[i].addr)) != EX_OK)
-			return ex;
-		if (pipelined)
-			continue;
-		if ((ex = read_reply(s, "RCPT TO")) != EX_OK)
-			return ex;
-		rcpt_record(s, &m->rcpts[i]);
-		*accepted += s->r.code / 100 == 2;
-	}
-	if (pipelined) {
-		if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK)
-			return ex;
-		if ((ex = read_reply(s, "MAIL FROM")) != EX_OK)
-			return ex;
-		mail_ex = check_mail_reply(s, m);
-		for (i = 0; i < m->nrcpts; i++) {
-			conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
-			if ((ex = read_reply(s, "RCPT TO")) != EX_OK)
-				return ex;
-			rcpt_record(s, &m->rcpts[i]);
-			*accepted += mail_ex == EX_OK && s->r.code / 100 == 2;
-		}
-		conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
-		if ((ex = read_reply(s, "DATA")) != EX_OK)
-			return ex;
-		data_code = s->r.code;
-		if (data_code == 354 && (mail_ex != EX_OK || *accepted == 0)) {
-			/* RFC 2920 3.1: end the empty transaction cleanly. */
-			conn_timeout(s->c, s->conf->timeout[TMO_DATA_END]);
-			if (send_cmd(s, NULL, ".") == EX_OK)
-				(void)read_reply(s, "end of data");
-		}
-		if (mail_ex != EX_OK)
-			return mail_ex;
-		if (*accepted == 0)
-			return refused_summary(s, m, 0);
-		if (data_code == 354)
-			return EX_OK;
-		s->r.code = data_code;
-	} else {
-		if (*accepted == 0)
-			return refused_summary(s, m, 0);
-		conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
-		if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK ||
-		    (ex = read_reply(s, "DATA")) != EX_OK)
-			return ex;
-		if (s->r.code == 354)
-			return EX_OK;
-	}
 	reply_oneline(&s->r, show, sizeof show);
 	snprintf(s->err, s->errlen, "%s refused DATA: %s", conn_peer(s->c),
 	    show);
@@ -707,9 +737,10 @@ smtp_deliver(const struct conf *conf, struct msg *m, struct delivery *d,
 	if (!s->broken) {
 		s->err = scratch;
 		s->errlen = sizeof scratch;
+		/* RFC 5321 4.1.1.10: wait for the 221, but not for long. */
 		conn_timeout(s->c, QUIT_TIMEOUT);
 		if (send_cmd(s, NULL, "QUIT") == EX_OK)
-			(void)conn_flush(s->c);
+			(void)read_reply(s, "QUIT");
 	}
 	conn_close(s->c);
 	explicit_bzero(s, sizeof *s);

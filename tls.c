@@ -40,7 +40,7 @@ struct conn {
 	int			 tls;
 	const struct conf	*conf;
 	char			 peer[300];
-	char			 error[ERRLEN];
+	char			 error[256];	/* the last failure, one line */
 	struct timespec		 deadline;
 	int			 timeout;	/* seconds, for messages */
 	int			 hungup;	/* peer closed or reset */
@@ -564,7 +564,7 @@ alert_name(int alert)
 
 /* Turn BearSSL's last error into a sentence about this smarthost. */
 static void
-tls_explain(struct conn *c, char *err, size_t errlen)
+tls_why(struct conn *c, char *err, size_t errlen)
 {
 	int e = br_ssl_engine_last_error(&c->sc.eng);
 	const char *text = NULL, *certname;
@@ -609,6 +609,17 @@ tls_explain(struct conn *c, char *err, size_t errlen)
 	else
 		snprintf(err, errlen, "TLS: handshake failed (BearSSL error "
 		    "%d)", e);
+}
+
+/* The same, naming the address it happened with. */
+static void
+tls_explain(struct conn *c, char *err, size_t errlen)
+{
+	char why[ERRLEN];
+
+	tls_why(c, why, sizeof why);
+	snprintf(err, errlen, "%s: ", c->peer);
+	strlcat(err, why, errlen);
 }
 
 static int
