@@ -185,7 +185,7 @@ static void
 log_delivery(const struct conf *conf, const struct msg *m,
     const struct delivery *d, int ex, const char *err, double secs)
 {
-	char to[1024] = "", addr[ADDR_MAX + 4], line[3072];
+	char to[1024] = "", addr[ADDR_MAX + 4], line[3072], where[300];
 	size_t i;
 
 	/* Whole addresses only: a cut one would name someone else. */
@@ -200,10 +200,14 @@ log_delivery(const struct conf *conf, const struct msg *m,
 		}
 		strlcat(to, addr, sizeof to);
 	}
+	if (d->relay[0] != '\0')
+		strlcpy(where, d->relay, sizeof where);
+	else
+		snprintf(where, sizeof where, "%s:%d", conf->host, conf->port);
 	snprintf(line, sizeof line, "from=<%s> to=%s size=%lld relay=%s "
 	    "status=%s reply=\"%s\" duration=%.2fs%s%s%s%s%s",
-	    m->sender, to, (long long)m->size, d->relay[0] ? d->relay :
-	    conf->host, status_word(ex), d->last, secs,
+	    m->sender, to, (long long)m->size, where, status_word(ex),
+	    d->last, secs,
 	    m->note ? " note=\"" : "", m->note ? m->note : "",
 	    m->note ? "\"" : "", ex != EX_OK ? " error=" : "",
 	    ex != EX_OK ? err : "");
@@ -233,13 +237,17 @@ send_message(const struct args *a, const struct conf *conf)
 	int ex;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (conf->log == LOGTO_SYSLOG)
+		openlog(getprogname(), LOG_PID, LOG_MAIL);
 	if ((ex = msg_read(&m, STDIN_FILENO, &a->mo, conf, err,
 	    sizeof err)) != EX_OK) {
 		warnx("%s", err);
+		/* Callers such as cron drop our stderr: keep a trace. */
+		if (conf->log == LOGTO_SYSLOG)
+			syslog(LOG_ERR, "status=%s error=%s", status_word(ex),
+			    err);
 		return ex;
 	}
-	if (conf->log == LOGTO_SYSLOG)
-		openlog(getprogname(), LOG_PID, LOG_MAIL);
 	ex = smtp_deliver(conf, &m, &d, err, sizeof err);
 	if (ex != EX_OK)
 		warnx("%s", err);

@@ -524,7 +524,6 @@ static const struct {
 	    "used for this key exchange" },
 	{ BR_ERR_X509_EXPIRED, "has expired or is not yet valid (check the "
 	    "system clock)" },
-	{ BR_ERR_X509_NOT_TRUSTED, "is not signed by a CA in ca_file" },
 	{ BR_ERR_X509_UNSUPPORTED, "uses an unsupported signature "
 	    "algorithm (RSA-PSS or Ed25519)" },
 	{ BR_ERR_X509_LIMIT_EXCEEDED, "has a key larger than BearSSL "
@@ -575,7 +574,12 @@ tls_why(struct conn *c, char *err, size_t errlen)
 			text = tls_errors[i].text;
 	certname = c->names[0].status == 1 ? c->san :
 	    c->names[1].status == 1 ? c->cn : "an unnamed host";
-	if (e == BR_ERR_X509_BAD_SERVER_NAME)
+	if (e == BR_ERR_X509_NOT_TRUSTED)
+		snprintf(err, errlen, "TLS: certificate of %s is not signed by "
+		    "a CA in %s (an unknown or private CA, or the server does "
+		    "not send its intermediate certificate)", certname,
+		    c->conf->ca_file);
+	else if (e == BR_ERR_X509_BAD_SERVER_NAME)
 		snprintf(err, errlen, "TLS: certificate for %s does not match "
 		    "%s", certname, c->conf->host);
 	else if (e >= BR_ERR_X509_OK && e < BR_ERR_X509_OK + 32)
