@@ -63,6 +63,9 @@ install: $(PROG)
 	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/mailq
 	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/newaliases
 	install -m 644 relay.8 $(DESTDIR)$(MANDIR)/man8/relay.8
+	ln -sf relay.8 $(DESTDIR)$(MANDIR)/man8/sendmail.8
+	ln -sf relay.8 $(DESTDIR)$(MANDIR)/man8/mailq.8
+	ln -sf relay.8 $(DESTDIR)$(MANDIR)/man8/newaliases.8
 	install -m 644 relay.conf.5 $(DESTDIR)$(MANDIR)/man5/relay.conf.5
 
 # A self-contained demonstration: a cron mail through ./relay to a local
