@@ -302,6 +302,38 @@ append_tok(struct parser *p, size_t i)
 			p->scratch[p->slen++] = p->text[k];
 }
 
+static int
+is_atom(const struct parser *p, size_t i)
+{
+	return i < p->ntoks && p->toks[i].type == T_ATOM;
+}
+
+/*
+ * The rest of a dotted sequence after its first part at *last: each "."
+ * must be followed by a part that is_part accepts (`what` names it).
+ */
+static int
+parse_dotted(struct parser *p, size_t *last,
+    int (*is_part)(const struct parser *, size_t), const char *what)
+{
+	size_t i, j;
+
+	for (;;) {
+		i = peek(p);
+		if (!is_special(p, i, '.'))
+			return 0;
+		p->pos = i + 1;
+		j = peek(p);
+		if (!is_part(p, j))
+			return perr(p, "expected %s after '.' at offset %zu",
+			    what, p->toks[i].start);
+		append_tok(p, i);
+		append_tok(p, j);
+		*last = j;
+		p->pos = j + 1;
+	}
+}
+
 /*
  * local-part = dot-atom / quoted-string / obs-local-part (RFC 5322 3.4.1,
  * 4.4): words separated by dots, CFWS between them dropped.
@@ -309,7 +341,7 @@ append_tok(struct parser *p, size_t i)
 static int
 parse_local(struct parser *p, size_t *last)
 {
-	size_t i = peek(p), j;
+	size_t i = peek(p);
 
 	if (is_special(p, i, '@'))
 		return perr(p, "missing local part at offset %zu",
@@ -319,27 +351,14 @@ parse_local(struct parser *p, size_t *last)
 	append_tok(p, i);
 	*last = i;
 	p->pos = i + 1;
-	for (;;) {
-		i = peek(p);
-		if (!is_special(p, i, '.'))
-			return 0;
-		p->pos = i + 1;
-		j = peek(p);
-		if (!is_word(p, j))
-			return perr(p, "expected a word after '.' at offset "
-			    "%zu", p->toks[i].start);
-		append_tok(p, i);
-		append_tok(p, j);
-		*last = j;
-		p->pos = j + 1;
-	}
+	return parse_dotted(p, last, is_word, "a word");
 }
 
 /* domain = dot-atom / domain-literal / obs-domain (RFC 5322 3.4.1, 4.4). */
 static int
 parse_domain(struct parser *p, size_t at, size_t *last)
 {
-	size_t i = peek(p), j;
+	size_t i = peek(p);
 
 	if (i < p->ntoks && p->toks[i].type == T_DLIT) {
 		append_tok(p, i);
@@ -347,25 +366,12 @@ parse_domain(struct parser *p, size_t at, size_t *last)
 		p->pos = i + 1;
 		return 0;
 	}
-	if (i >= p->ntoks || p->toks[i].type != T_ATOM)
+	if (!is_atom(p, i))
 		return perr(p, "missing domain after '@' at offset %zu", at);
 	append_tok(p, i);
 	*last = i;
 	p->pos = i + 1;
-	for (;;) {
-		i = peek(p);
-		if (!is_special(p, i, '.'))
-			return 0;
-		p->pos = i + 1;
-		j = peek(p);
-		if (j >= p->ntoks || p->toks[j].type != T_ATOM)
-			return perr(p, "expected a domain label after '.' at "
-			    "offset %zu", p->toks[i].start);
-		append_tok(p, i);
-		append_tok(p, j);
-		*last = j;
-		p->pos = j + 1;
-	}
+	return parse_dotted(p, last, is_atom, "a domain label");
 }
 
 /* addr-spec, or a bare local name such as "root"; sets its span. */
