@@ -11,7 +11,24 @@
 #	t_done
 #
 # See test/README for the conventions.  Output is TAP-like: "ok - NAME",
-# "not ok - NAME", "# detail".
+# "not ok - NAME", "# detail".  The helpers, by section (each is
+# described where it is defined):
+#
+#   results          ok fail note check check_not t_bail t_done
+#     on text        assert_eq assert_match (ERE) assert_exit
+#                    assert_contains assert_lacks
+#     on files       assert_file_contains assert_file_lacks
+#                    assert_file_matches assert_same (a missing file fails)
+#   setup            t_setup wait_for wait_file
+#   servers          start_smarthost start_raw srv_port srv_out srv_pid
+#                    stop_server stop_servers wait_event msg_count
+#                    wait_msgs msg_json
+#   relay            write_conf write_conf_for run_relay assert_error
+#   one message to server after server ($T/msg.txt)
+#                    send timed_send assert_elapsed delivered nothing_stored
+#   secrets          secret_forms assert_no_secret no_creds
+#   stored messages  eml (test/eml.py) field assert_crlf deliver_to added
+#                    DATE_RE
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TESTDIR=$TOP/test
@@ -93,6 +110,17 @@ assert_eq() {
 	fi
 }
 
+# assert_match TEXT ERE [NAME]: TEXT (a variable's value) matches the
+# extended regular expression ERE.
+assert_match() {
+	local name=${3:-"text matches /$2/"}
+	if [[ $1 =~ $2 ]]; then
+		ok "$name"
+	else
+		fail "$name" "\"$1\" does not match /$2/"
+	fi
+}
+
 # assert_exit CODE [NAME]: the exit status of the last run_relay.
 assert_exit() {
 	local name=${2:-"relay exits $1"}
@@ -127,38 +155,57 @@ assert_lacks() {
 # assert_file_contains FILE STRING [NAME]: a fixed string, binary-safe.
 # A missing file is a failure.
 assert_file_contains() {
-	local name=${3:-"$(basename "$1") contains \"$2\""}
-	if [ ! -f "$1" ]; then
-		fail "$name" "no such file: $1"
-	elif grep -qaF -- "$2" "$1"; then
-		ok "$name"
-	else
-		fail "$name" "$1 lacks \"$2\"; it begins:" "$(head -c 1500 "$1")"
-	fi
+	_t_file_grep found -F "$1" "$2" "${3:-"$(basename "$1") contains \"$2\""}"
 }
 
 # assert_file_lacks FILE STRING [NAME]: a missing file is a failure too
 # (a check on a file that was never written proves nothing).
 assert_file_lacks() {
-	local name=${3:-"$(basename "$1") lacks \"$2\""}
-	if [ ! -f "$1" ]; then
-		fail "$name" "no such file: $1"
-	elif grep -qaF -- "$2" "$1"; then
-		fail "$name" "$1 contains \"$2\":" "$(grep -naF -- "$2" "$1" | head -5)"
-	else
-		ok "$name"
-	fi
+	_t_file_grep absent -F "$1" "$2" "${3:-"$(basename "$1") lacks \"$2\""}"
 }
 
 # assert_file_matches FILE ERE [NAME]: an extended regular expression.
 assert_file_matches() {
-	local name=${3:-"$(basename "$1") matches /$2/"}
+	_t_file_grep found -E "$1" "$2" "${3:-"$(basename "$1") matches /$2/"}"
+}
+
+# assert_same FILE WANTFILE [NAME]: byte-for-byte equality.  A missing
+# FILE is a failure.
+assert_same() {
+	local name=${3:-"$(basename "$1") is $(basename "$2")"}
 	if [ ! -f "$1" ]; then
 		fail "$name" "no such file: $1"
-	elif grep -qaE -- "$2" "$1"; then
+	elif cmp -s "$1" "$2"; then
 		ok "$name"
 	else
-		fail "$name" "$1 does not match /$2/; it begins:" "$(head -c 1500 "$1")"
+		fail "$name" "$(diff <(od -c "$2") <(od -c "$1") | head -20)"
+	fi
+}
+
+# _t_file_grep found|absent -F|-E FILE PATTERN NAME: whether grep must find
+# PATTERN in FILE.  A missing file, or grep failing, is a failure either way.
+_t_file_grep() {
+	local want=$1 how=$2 f=$3 pat=$4 name=$5 got=found
+	if [ ! -f "$f" ]; then
+		fail "$name" "no such file: $f"
+		return 0
+	fi
+	grep -qa "$how" -- "$pat" "$f"
+	case $? in
+	0)	;;
+	1)	got=absent ;;
+	*)	fail "$name" "grep $how failed on $f"; return 0 ;;
+	esac
+	if [ "$got" = "$want" ]; then
+		ok "$name"
+	elif [ "$want" = absent ]; then
+		fail "$name" "$f contains \"$pat\":" \
+		    "$(grep -na "$how" -- "$pat" "$f" | head -5)"
+	elif [ "$how" = -F ]; then
+		fail "$name" "$f lacks \"$pat\"; it begins:" "$(head -c 1500 "$f")"
+	else
+		fail "$name" "$f does not match /$pat/; it begins:" \
+		    "$(head -c 1500 "$f")"
 	fi
 }
 
@@ -432,8 +479,10 @@ write_conf_for() {
 # a $RELAY_TIMEOUT-second timeout.  $RELAY_PREFIX (word-split) goes before
 # it, e.g. RELAY_PREFIX="setpriv --reuid=65534 --regid=65534
 # --clear-groups".  Sets RELAY_STATUS, RELAY_OUT and RELAY_ERR (files
-# $T/run.K.out and .err; the command line is in $T/run.K.cmd).  A sanitizer
-# report in stderr is recorded as a failure at once.  Always returns 0.
+# $T/run.K.out and .err; the command line is in $T/run.K.cmd), RELAY_NAME
+# (the name it ran under: relay, sendmail, mailq...) and RELAY_ARGS.  A
+# sanitizer report in stderr is recorded as a failure at once.  Always
+# returns 0.
 # In "printf ... | run_relay" it must be the last command of the pipeline.
 run_relay() {
 	[ -n "${T-}" ] || t_bail "run_relay: call t_setup first"
@@ -441,6 +490,8 @@ run_relay() {
 	_T_RUNS=$((_T_RUNS + 1))
 	RELAY_OUT=$T/run.$_T_RUNS.out
 	RELAY_ERR=$T/run.$_T_RUNS.err
+	RELAY_NAME=$(basename "$RELAY")
+	RELAY_ARGS=("$@")
 	printf '%s\n' "${RELAY_PREFIX-} $RELAY $*" >"$T/run.$_T_RUNS.cmd"
 	RELAY_STATUS=0
 	# shellcheck disable=SC2086
@@ -456,3 +507,176 @@ run_relay() {
 	fi
 	return 0
 }
+
+# assert_error WHAT WORD...: the last run_relay printed exactly one error
+# line, "$RELAY_NAME: ...", and it holds every WORD.  Its log record
+# ("NAME: from=<...> status=...") does not count, nor, when it ran with
+# -v, the dialogue (">>> ", "<<< " and "*** " lines).
+assert_error() {
+	local what=$1 lines n w missing=()
+	local skip=(-e "^$RELAY_NAME: from=<.* status=")
+	shift
+	[[ " ${RELAY_ARGS[*]} " == *" -v "* ]] &&
+	    skip+=(-e '^>>> ' -e '^<<< ' -e '^\*\*\* ')
+	lines=$(grep -av "${skip[@]}" "$RELAY_ERR")
+	n=$(grep -c . <<<"$lines")
+	for w in "$@"; do
+		[[ $lines == *"$w"* ]] || missing+=("\"$w\"")
+	done
+	if [ "$n" -eq 1 ] && [[ $lines == "$RELAY_NAME: "* ]] &&
+	    [ ${#missing[@]} -eq 0 ]; then
+		ok "$what: one error line naming: $*"
+	else
+		fail "$what: one error line naming: $*" \
+		    "$n error lines; missing: ${missing[*]:-none}" "$lines"
+	fi
+}
+
+# ---- one message to server after server -------------------------------
+# For scripts that write $T/msg.txt (a short message whose last line is
+# its own) and send it to a server per case.
+
+# send NAME [-v] [KEY VALUE]...: write $T/NAME.conf for server NAME
+# (write_conf_for, from sender@example.org, plus the pairs given) and send
+# $T/msg.txt to to@example.org.
+send() {
+	local name=$1 v=()
+	shift
+	[ "${1-}" = -v ] && { v=(-v); shift; }
+	write_conf_for "$name" "$T/$name.conf" from sender@example.org "$@"
+	run_relay "${v[@]}" -C "$T/$name.conf" to@example.org <"$T/msg.txt"
+}
+
+# timed_send NAME [-v] [KEY VALUE]...: send, and set ELAPSED (seconds).
+timed_send() {
+	local start=$EPOCHREALTIME
+	send "$@"
+	ELAPSED=$(awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $start }")
+}
+
+# assert_elapsed MIN MAX WHAT: MIN <= ELAPSED < MAX.
+assert_elapsed() {
+	if awk "BEGIN { exit !($ELAPSED >= $1 && $ELAPSED < $2) }"; then
+		ok "$3: gave up after ${ELAPSED}s (${1}-${2}s)"
+	else
+		fail "$3: gave up after ${ELAPSED}s (${1}-${2}s)"
+	fi
+}
+
+# delivered NAME WHAT: the last run exited 0 and server NAME stored
+# $T/msg.txt as its first message (within 5 s).
+delivered() {
+	local out
+	out=$(srv_out "$1")
+	assert_exit 0 "$2: delivered (exit 0)"
+	if wait_msgs "$1" 1 5; then
+		assert_file_contains "$out/1.eml" "$(tail -n 1 "$T/msg.txt")" \
+		    "$2: message stored"
+	else
+		fail "$2: message stored" "no $out/1.json"
+	fi
+}
+
+# nothing_stored NAME WHAT: server NAME stored no message.
+nothing_stored() {
+	assert_eq "$(msg_count "$1")" 0 "$2: no message stored"
+}
+
+# ---- secrets ----------------------------------------------------------
+
+# secret_forms [PASSWORD]: what must not show where PASSWORD ($T_PASS)
+# could leak, one a line: PASSWORD, the AUTH PLAIN token for $T_USER, and
+# PASSWORD in Base64 at each of the three offsets it can have inside a
+# longer Base64 text (the characters that depend on its neighbours left
+# out), which also catches it alone, in an AUTH LOGIN line or in a token.
+secret_forms() {
+	local pw=${1:-$T_PASS} k len b64
+	len=$(printf %s "$pw" | wc -c)
+	printf '%s\n' "$pw"
+	printf '\0%s\0%s' "$T_USER" "$pw" | base64 -w0
+	echo
+	for k in 0 1 2; do
+		b64=$(printf '%.*s%s' "$k" xx "$pw" | base64 -w0)
+		# Characters ceil(8k/6) to floor(8(k+len)/6) - 1 are pw's alone.
+		printf '%s\n' "${b64:(8 * k + 5) / 6:(8 * (k + len)) / 6 - (8 * k + 5) / 6}"
+	done
+}
+
+# assert_no_secret FILE NAME [PASSWORD [STRING...]]: FILE holds none of
+# secret_forms PASSWORD (default $T_PASS) and no STRING.  A missing file,
+# or a password too short to give every form, is a failure.
+assert_no_secret() {
+	local f=$1 name=$2 pw=${3-} s forms=() hits=() empty=0
+	shift 2
+	[ $# -gt 0 ] && shift
+	mapfile -t forms < <(secret_forms "$pw")
+	if [ ! -f "$f" ]; then
+		fail "$name" "no such file: $f"
+		return
+	fi
+	for s in "${forms[@]}" "$@"; do
+		if [ -z "$s" ]; then
+			empty=$((empty + 1))
+		elif grep -qaF -- "$s" "$f"; then
+			hits+=("$s")
+		fi
+	done
+	if [ ${#hits[@]} -eq 0 ] && [ ${#forms[@]} -eq 5 ] &&
+	    [ "$empty" -eq 0 ]; then
+		ok "$name"
+	else
+		fail "$name" "$f holds: ${hits[*]}" "forms: ${forms[*]}" \
+		    "$(head -c 1500 "$f")"
+	fi
+}
+
+# no_creds FILE WHAT [PASSWORD]: FILE (what a server got in clear) holds
+# no secret_forms PASSWORD and no AUTH command.
+no_creds() {
+	assert_no_secret "$1" "$2: no credentials in clear ($(basename "$1"))" \
+	    "${3-}" AUTH
+}
+
+# ---- stored messages --------------------------------------------------
+
+# eml COMMAND ARGS...: test/eml.py, byte-level views of a stored message
+# (crlf, maxline, field, names, head, body, norm, qp, unfold, b64, has,
+# gen; see its --help).
+eml() { "$PY" "$TESTDIR/eml.py" "$@"; }
+
+# field FILE NAME: the unfolded field(s) NAME of a stored message, one a
+# line; nothing if FILE is missing.
+field() { [ ! -f "$1" ] || eml field "$1" "$2"; }
+
+# assert_crlf FILE NAME: no bare CR or LF anywhere.
+assert_crlf() {
+	assert_eq "$(eml crlf "$1" 2>&1)" ok "$2"
+}
+
+# deliver_to NAME ARGS...: run_relay ARGS (stdin: the message) and, if it
+# exits 0, wait for the message server NAME stores next and check that it
+# is CRLF only.  Sets N to its number and EML to its file.
+deliver_to() {
+	local srv=$1 before
+	shift
+	before=$(msg_count "$srv")
+	run_relay "$@"
+	N=$((before + 1))
+	EML=$(srv_out "$srv")/$N.eml
+	if [ "$RELAY_STATUS" = 0 ]; then
+		wait_msgs "$srv" "$N" || fail "$srv: message $N stored" \
+		    "$(cat "$RELAY_ERR")"
+		assert_crlf "$EML" "$srv: message $N: CRLF only, no bare CR or LF"
+	fi
+}
+
+# added: the Date and Message-ID fields of $EML, CRLF-ended, for building
+# the expected message around what relay added.
+added() {
+	field "$EML" Date | sed 's/$/\r/'
+	field "$EML" Message-ID | sed 's/$/\r/'
+}
+
+# The Date field relay adds (RFC 5322, English names).
+# shellcheck disable=SC2034
+DATE_RE='^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2[0-9]{3} [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}$'

@@ -7,7 +7,7 @@
 #   wronghost.{...}               SAN DNS:wrong.example only, same CA
 #   expired.{...}                 localhost, same CA, expired in 2020
 #   notyet.{...}                  localhost, same CA, valid from 2099 on
-#   inter.{crt,key}               intermediate CA signed by ca
+#   inter.{crt,key,chain.pem}     intermediate CA signed by ca
 #   server-inter.{crt,key,chain.pem}  localhost signed by inter; chain =
 #                                 leaf, inter (what a server must send)
 #   server-inter.leafonly.pem     the same leaf without the intermediate
@@ -108,12 +108,13 @@ mkca() {
 	    -subj "$2" -config ext.cnf -extensions ca
 }
 
-# A certificate signed by a CA: NAME KEYTYPE CN ISSUER SECTION
-mkleaf() {
+# A certificate signed by a CA: NAME KEYTYPE CN ISSUER SECTION [DAYS=825];
+# NAME.chain.pem is it followed by the issuer's.
+mkcert() {
 	"$2key" "$1.key"
 	q req -new -key "$1.key" -out "$1.csr" -subj "/O=relay test/CN=$3"
 	q x509 -req -in "$1.csr" -CA "$4.crt" -CAkey "$4.key" \
-	    -CAcreateserial -days 825 -sha256 \
+	    -CAcreateserial -days "${6:-825}" -sha256 \
 	    -extfile ext.cnf -extensions "$5" -out "$1.crt"
 	rm -f "$1.csr"
 	cat "$1.crt" "$4.crt" >"$1.chain.pem"
@@ -153,18 +154,14 @@ EOF
 mkca ca "/O=relay test/CN=relay test CA"
 mkca other-ca "/O=relay test/CN=relay untrusted CA"
 
-mkleaf server rsa localhost ca rsa_leaf
-mkleaf server-ec ec localhost ca ec_leaf
-mkleaf wronghost rsa wrong.example ca wrong_leaf
-mkleaf unknown rsa localhost other-ca rsa_leaf
+mkcert server rsa localhost ca rsa_leaf
+mkcert server-ec ec localhost ca ec_leaf
+mkcert wronghost rsa wrong.example ca wrong_leaf
+mkcert unknown rsa localhost other-ca rsa_leaf
 
 # Intermediate CA and a leaf under it.
-rsakey inter.key
-q req -new -key inter.key -out inter.csr -subj "/O=relay test/CN=relay test intermediate"
-q x509 -req -in inter.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-    -sha256 -extfile ext.cnf -extensions ca -out inter.crt
-rm -f inter.csr
-mkleaf server-inter rsa localhost inter rsa_leaf
+mkcert inter rsa "relay test intermediate" ca ca 3650
+mkcert server-inter rsa localhost inter rsa_leaf
 cp server-inter.crt server-inter.leafonly.pem	# chain.pem = leaf + inter
 
 # Self-signed leaf (not a CA).

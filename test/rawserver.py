@@ -171,33 +171,31 @@ def check_login(c, mech, user, password):
         c.send(b"535 5.7.8 Authentication credentials invalid\r\n")
 
 
+def auth_response(c, args, prompt):
+    """The initial response (args[1]) if there is one, else the reply to
+    "334 PROMPT"; Base64-decoded, or None."""
+    if len(args) > 1:
+        return b64(args[1])
+    c.send(b"334 " + prompt + b"\r\n")
+    line = c.readline()
+    return b64(line) if line is not None else None
+
+
 def do_auth(c, args):
     mech = args[0].upper() if args else b""
     if mech == b"PLAIN":
-        if len(args) > 1:
-            blob = b64(args[1])
-        else:
-            c.send(b"334 \r\n")
-            line = c.readline()
-            blob = b64(line) if line is not None else None
+        blob = auth_response(c, args, b"")
         parts = blob.split(b"\0") if blob is not None else []
         if len(parts) != 3:
             c.send(b"501 5.5.2 Bad PLAIN response\r\n")
             return
         check_login(c, "PLAIN", parts[1], parts[2])
     elif mech == b"LOGIN":
-        if len(args) > 1:
-            user = b64(args[1])
-        else:
-            c.send(b"334 VXNlcm5hbWU6\r\n")
-            line = c.readline()
-            user = b64(line) if line is not None else None
+        user = auth_response(c, args, b"VXNlcm5hbWU6")
         if user is None:
             c.send(b"501 5.5.2 Bad LOGIN response\r\n")
             return
-        c.send(b"334 UGFzc3dvcmQ6\r\n")
-        line = c.readline()
-        password = b64(line) if line is not None else None
+        password = auth_response(c, [], b"UGFzc3dvcmQ6")
         if password is None:
             c.send(b"501 5.5.2 Bad LOGIN response\r\n")
             return

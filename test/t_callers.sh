@@ -7,82 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 t_setup
 
-cat >"$T/eml.py" <<'EOF'
-import re, sys
-
-def load(path):
-    return open(path, "rb").read()
-
-def fields(data):
-    i = data.find(b"\r\n\r\n")
-    head = data[:i + 2] if i >= 0 else data
-    out = []
-    for line in re.split(rb"\r\n(?![ \t])", head.rstrip(b"\r\n")):
-        if line:
-            out.append(re.sub(rb"\r\n(?=[ \t])", b"", line))
-    return out
-
-cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == "crlf":
-    d = load(args[0])
-    bad = [m.start() for m in re.finditer(rb"\r(?!\n)|(?<!\r)\n", d)]
-    print("ok" if not bad else "bare CR/LF at offsets %s" % bad[:5])
-elif cmd == "field":
-    name = args[1].lower().encode()
-    for f in fields(load(args[0])):
-        if f.split(b":", 1)[0].strip().lower() == name:
-            sys.stdout.buffer.write(f + b"\n")
-elif cmd == "names":
-    # The field names in order, one line.
-    print(" ".join(f.split(b":", 1)[0].decode() for f in fields(load(args[0]))))
-elif cmd == "body":
-    d = load(args[0])
-    i = d.find(b"\r\n\r\n")
-    sys.stdout.buffer.write(d[i + 4:] if i >= 0 else b"")
-elif cmd == "norm":
-    d = re.sub(rb"\r\n|\r|\n", b"\r\n", load(args[0]))
-    if d and not d.endswith(b"\r\n"):
-        d += b"\r\n"
-    sys.stdout.buffer.write(d)
-else:
-    sys.exit("eml.py: unknown command " + cmd)
-EOF
-eml() { "$PY" "$T/eml.py" "$@"; }
-field() { [ ! -f "$1" ] || eml field "$1" "$2"; }
-
-assert_same() {
-	if [ ! -f "$1" ]; then
-		fail "$3" "no such file: $1"
-	elif cmp -s "$1" "$2"; then
-		ok "$3"
-	else
-		fail "$3" "$(diff <(od -c "$2") <(od -c "$1") | head -20)"
-	fi
-}
-
-assert_match() {
-	if [[ $1 =~ $2 ]]; then
-		ok "$3"
-	else
-		fail "$3" "\"$1\" does not match /$2/"
-	fi
-}
-
-# deliver ARGS...: run "sendmail" ARGS (stdin: the message), wait for the
-# next stored message; N is its number, EML its file.
-deliver() {
-	local before
-	before=$(msg_count main)
-	run_relay "$@"
-	N=$((before + 1))
-	EML=$SMARTHOST_main_OUT/$N.eml
-	if [ "$RELAY_STATUS" = 0 ]; then
-		wait_msgs main "$N" || fail "message $N stored" "$(cat "$RELAY_ERR")"
-		assert_eq "$(eml crlf "$EML" 2>&1)" ok \
-		    "message $N: CRLF only, no bare CR or LF"
-	fi
-}
-
+# deliver ARGS...: deliver_to main, as "sendmail"; sets N and EML.
+deliver() { deliver_to main "$@"; }
 rcpts() { msg_json main "$N" rcpt_tos; }
 sender() { msg_json main "$N" mail_from; }
 
@@ -99,7 +25,6 @@ printf '%s\n' 'from cron@example.org' 'alias root admin@example.org' \
     'domain example.net' >>"$CONF"
 export RELAY_CONF=$CONF	# the callers' command lines have no -C
 
-DATE_RE='^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] [A-Z][a-z][a-z] 2[0-9]{3} [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}$'
 MID_RE='^Message-ID: <[0-9]{14}\.[0-9a-f]{16}@example\.org>$'
 
 # ---- Debian cron ------------------------------------------------------------
@@ -178,8 +103,7 @@ assert_eq "$(rcpts)" "customer@example.com audit@example.org" "php: To and Bcc r
 assert_eq "$(sender)" cron@example.org "php: envelope sender is the configured from"
 {
 	printf 'To: customer@example.com\r\nSubject: Your order\r\nFrom: shop@example.org\r\nX-Mailer: PHP/8.2.7\r\n'
-	field "$EML" Date | sed 's/$/\r/'
-	field "$EML" Message-ID | sed 's/$/\r/'
+	added
 	printf '\r\nHello,\r\nyour order has shipped.\r\n.\r\nRegards\r\n'
 } >"$T/php.want"
 assert_same "$EML" "$T/php.want" \

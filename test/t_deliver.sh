@@ -7,129 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 t_setup
 
-# ---- helpers ----------------------------------------------------------------
-
-# eml.py: byte-level checks on stored messages (see the commands below).
-cat >"$T/eml.py" <<'EOF'
-import re, sys
-
-def load(path):
-    return open(path, "rb").read()
-
-def split(data):
-    i = data.find(b"\r\n\r\n")
-    if i < 0:
-        return data, b""
-    return data[:i + 2], data[i + 4:]
-
-def fields(head):
-    """Header fields, unfolded (CRLF before WSP removed)."""
-    out = []
-    for line in re.split(rb"\r\n(?![ \t])", head.rstrip(b"\r\n")):
-        if line:
-            out.append(re.sub(rb"\r\n(?=[ \t])", b"", line))
-    return out
-
-def norm(data):
-    """What relay promises on the wire: CRLF, LF and lone CR end a line."""
-    data = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
-
-cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == "crlf":
-    # Every CR is followed by LF and every LF preceded by CR.
-    d = load(args[0])
-    bad = [m.start() for m in re.finditer(rb"\r(?!\n)|(?<!\r)\n", d)]
-    print("ok" if not bad else "bare CR/LF at offsets %s" % bad[:5])
-elif cmd == "maxline":
-    print(max(len(l) for l in load(args[0]).split(b"\r\n")))
-elif cmd == "field":
-    # Every field NAME, unfolded, one per line.
-    name = args[1].lower().encode()
-    for f in fields(split(load(args[0]))[0]):
-        if f.split(b":", 1)[0].strip().lower() == name:
-            sys.stdout.buffer.write(f + b"\n")
-elif cmd == "norm":
-    sys.stdout.buffer.write(norm(load(args[0])))
-else:
-    sys.exit("eml.py: unknown command " + cmd)
-EOF
-eml() { "$PY" "$T/eml.py" "$@"; }
-
-# field FILE NAME: the unfolded field(s) NAME of a stored message.
-field() { [ ! -f "$1" ] || eml field "$1" "$2"; }
-
-# assert_same FILE WANTFILE NAME: byte-for-byte equality.
-assert_same() {
-	if [ ! -f "$1" ]; then
-		fail "$3" "no such file: $1"
-	elif cmp -s "$1" "$2"; then
-		ok "$3"
-	else
-		fail "$3" "$(diff <(od -c "$2") <(od -c "$1") | head -20)"
-	fi
-}
-
-# assert_crlf FILE NAME: no bare CR or LF anywhere.
-assert_crlf() {
-	assert_eq "$(eml crlf "$1" 2>&1)" ok "$2"
-}
-
-# assert_match TEXT ERE NAME
-assert_match() {
-	if [[ $1 =~ $2 ]]; then
-		ok "$3"
-	else
-		fail "$3" "\"$1\" does not match /$2/"
-	fi
-}
-
-# deliver SERVER ARGS...: run relay (stdin: the message) and wait for the
-# next stored message; sets N to its number, EML to its file.
-deliver() {
-	local srv=$1 before
-	shift
-	before=$(msg_count "$srv")
-	run_relay "$@"
-	N=$((before + 1))
-	EML=$(srv_out "$srv")/$N.eml
-	if [ "$RELAY_STATUS" = 0 ]; then
-		wait_msgs "$srv" "$N" || fail "$srv: message $N stored" \
-		    "$(cat "$RELAY_ERR")"
-		assert_crlf "$EML" "$srv: message $N: CRLF only, no bare CR or LF"
-	fi
-}
-
-PW=$T_PASS
-PW64=$(printf %s "$PW" | base64 -w0)
-PLAIN64=$(printf '\0%s\0%s' "$T_USER" "$PW" | base64 -w0)
-# The password's Base64 at the three alignments it can have inside a longer
-# token: the middle part that does not depend on what comes before.
-pw_b64_forms() {
-	local pad
-	for pad in '' 'x' 'xx'; do
-		printf '%s%s' "$pad" "$PW" | base64 -w0 | cut -c $(( ${#pad} ? 5 : 1 ))-$(( (${#PW} + ${#pad}) / 3 * 4 ))
-		echo
-	done
-}
-
-# assert_no_secret FILE NAME: neither the password nor any Base64 of it.
-assert_no_secret() {
-	local f=$1 name=$2 form bad=
-	for form in "$PW" "$PW64" "$PLAIN64" $(pw_b64_forms); do
-		[ -n "$form" ] && grep -qaF -- "$form" "$f" && bad="$bad $form"
-	done
-	if [ ! -f "$f" ]; then
-		fail "$name" "no such file: $f"
-	elif [ -n "$bad" ]; then
-		fail "$name" "found:$bad"
-	else
-		ok "$name"
-	fi
-}
-
 # ---- servers ----------------------------------------------------------------
 
 start_smarthost s465 --mode smtps
@@ -166,7 +43,7 @@ suite() {
 	    'last line' >"$T/$tag.exact.in"
 	grep -v -e '^Bcc:' -e '^Return-Path:' -e '^Resent-Bcc:' \
 	    "$T/$tag.exact.in" | sed 's/$/\r/' >"$T/$tag.exact.want"
-	deliver "$s" -C "$conf" -i -t -f alice@example.org <"$T/$tag.exact.in"
+	deliver_to "$s" -C "$conf" -i -t -f alice@example.org <"$T/$tag.exact.in"
 	assert_exit 0 "$tag: complete message delivered"
 	assert_same "$EML" "$T/$tag.exact.want" \
 	    "$tag: complete message arrives byte for byte (Bcc/Return-Path gone, dots kept)"
@@ -192,12 +69,11 @@ suite() {
 
 	# 2. Missing From, Date and Message-ID are added after the others.
 	printf 'To: carol@example.net\nSubject: bare\n\nhi\n' |
-	    deliver "$s" -C "$conf" -F "Carol Sender" -f sender@example.org \
+	    deliver_to "$s" -C "$conf" -F "Carol Sender" -f sender@example.org \
 	    carol@example.net
 	assert_exit 0 "$tag: bare message delivered"
 	d=$(field "$EML" Date)
-	assert_match "$d" '^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2[0-9]{3} [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}$' \
-	    "$tag: Date added in RFC 5322 form"
+	assert_match "$d" "$DATE_RE" "$tag: Date added in RFC 5322 form"
 	mid=$(field "$EML" Message-ID)
 	assert_match "$mid" '^Message-ID: <[0-9]{14}\.[0-9a-f]{16}@example\.org>$' \
 	    "$tag: Message-ID added with the sender's domain"
@@ -218,7 +94,7 @@ suite() {
 	    'Cc: Someone <bob@example.org>' 'Reply-To: Root <root>' \
 	    'Sender: root' \
 	    'Subject: aliases' '' 'body' |
-	    deliver "$s" -C "$conf.alias" -t -f root
+	    deliver_to "$s" -C "$conf.alias" -t -f root
 	assert_exit 0 "$tag: aliased message delivered"
 	assert_eq "$(msg_json "$s" "$N" rcpt_tos)" \
 	    "admin@example.org ops1@example.org ops2@example.org alice@example.net bob@example.org" \
@@ -242,7 +118,7 @@ suite() {
 	printf '%s\n' 'alias root admin@example.org' \
 	    'alias * catchall@example.org' 'from relay@example.org' >>"$conf.star"
 	printf 'To: root, nobody\nSubject: star\n\nbody\n' |
-	    deliver "$s" -C "$conf.star" -t www-data
+	    deliver_to "$s" -C "$conf.star" -t www-data
 	assert_exit 0 "$tag: catch-all message delivered"
 	assert_eq "$(msg_json "$s" "$N" rcpt_tos)" \
 	    "catchall@example.org admin@example.org" \
@@ -254,7 +130,7 @@ suite() {
 	# 4. An 8-bit body: BODY=8BITMIME and SIZE, bytes unchanged.
 	printf 'Subject: 8bit\nContent-Type: text/plain; charset=utf-8\n\nGr\303\274\303\237e \342\202\254\n' \
 	    >"$T/$tag.8bit.in"
-	deliver "$s" -C "$conf" -f alice@example.org bob@example.net \
+	deliver_to "$s" -C "$conf" -f alice@example.org bob@example.net \
 	    <"$T/$tag.8bit.in"
 	assert_exit 0 "$tag: 8-bit message delivered"
 	assert_eq "$(msg_json "$s" "$N" mail_options)" \
@@ -265,7 +141,7 @@ suite() {
 
 	# 5. -v: the dialogue on stderr, credentials hidden.
 	printf 'Subject: verbose\n\nv\n' |
-	    deliver "$s" -C "$conf" -v -f alice@example.org bob@example.net
+	    deliver_to "$s" -C "$conf" -v -f alice@example.org bob@example.net
 	assert_exit 0 "$tag: -v delivery"
 	assert_file_contains "$RELAY_ERR" ">>> AUTH PLAIN [credentials hidden]" \
 	    "$tag: -v shows AUTH PLAIN [credentials hidden]"
@@ -301,7 +177,7 @@ assert_no_secret "$p" "s587: no secret in clear"
 
 write_conf_for login "$T/login.conf"
 printf 'Subject: login\n\nl\n' |
-    deliver login -C "$T/login.conf" -v -f alice@example.org bob@example.net
+    deliver_to login -C "$T/login.conf" -v -f alice@example.org bob@example.net
 assert_exit 0 "login: delivered with AUTH LOGIN"
 assert_eq "$(msg_json login 1 auth_mechanism)" LOGIN "login: LOGIN recorded"
 assert_eq "$(grep -c '^>>> \[credentials hidden\]$' "$RELAY_ERR")" 2 \
@@ -311,7 +187,7 @@ assert_no_secret "$RELAY_ERR" "login: -v stderr has no password in any form"
 # ---- PIPELINING -------------------------------------------------------------------
 
 # Pipelined: MAIL, every RCPT and DATA go out before the first reply.
-printf 'Subject: pipe\n\np\n' | deliver s465 -C "$T/s465.conf" -v \
+printf 'Subject: pipe\n\np\n' | deliver_to s465 -C "$T/s465.conf" -v \
     -f alice@example.org one@example.net two@example.net
 assert_exit 0 "pipelining: delivered"
 assert_file_contains "$RELAY_ERR" "<<< 250 PIPELINING" \
@@ -328,12 +204,14 @@ assert_eq "$(grep -E '^(>>>|<<<) ' "$RELAY_ERR" |
 
 # More recipients than relay pipelines in one go (100): all still get it.
 many=$(printf 'r%03d@example.net ' {1..101})
-printf 'Subject: many\n\nm\n' | deliver s465 -C "$T/s465.conf" -f alice@example.org $many
+printf 'Subject: many\n\nm\n' |
+    deliver_to s465 -C "$T/s465.conf" -f alice@example.org $many
 assert_exit 0 "101 recipients: delivered"
 assert_eq "$(msg_json s465 "$N" rcpt_tos) " "$many" "101 recipients: all accepted, in order"
 
 write_conf_for nopipe "$T/nopipe.conf"
-printf 'Subject: nopipe \303\251\n\n.\nn\n' | deliver nopipe -C "$T/nopipe.conf" -v -i \
+printf 'Subject: nopipe \303\251\n\n.\nn\n' |
+    deliver_to nopipe -C "$T/nopipe.conf" -v -i \
     -f alice@example.org one@example.net two@example.net
 assert_exit 0 "no PIPELINING: delivered"
 assert_file_lacks "$RELAY_ERR" "PIPELINING" \
@@ -374,7 +252,7 @@ assert_eq "$fam" "::1 127.0.0.1 " "two families: localhost is ::1 first, then 12
 [ "$fam" = "::1 127.0.0.1 " ] || t_done
 
 printf 'Subject: family\n\nf\n' | RELAY_PREFIX=$V6NS \
-    deliver s465 -C "$T/s465.conf" -v -f alice@example.org bob@example.net
+    deliver_to s465 -C "$T/s465.conf" -v -f alice@example.org bob@example.net
 assert_exit 0 "two families: delivered to the 127.0.0.1-only smarthost"
 assert_file_contains "$RELAY_ERR" "*** localhost[127.0.0.1]:$SMARTHOST_s465_PORT" \
     "two families: connected over 127.0.0.1 after ::1"
@@ -383,7 +261,7 @@ assert_file_contains "$EML" "Subject: family" "two families: message stored"
 start_smarthost v6 --mode smtps --listen ::1
 write_conf_for v6 "$T/v6.conf"
 printf 'Subject: v6\n\nsix\n' | RELAY_PREFIX=$V6NS \
-    deliver v6 -C "$T/v6.conf" -v -f alice@example.org bob@example.net
+    deliver_to v6 -C "$T/v6.conf" -v -f alice@example.org bob@example.net
 assert_exit 0 "two families: delivered to a ::1-only smarthost"
 assert_file_contains "$RELAY_ERR" "*** localhost[::1]:$SMARTHOST_v6_PORT" \
     "two families: ::1 used when it answers"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Self-test of the test infrastructure (PKI, smarthost.py, rawserver.py,
-# lib.sh).  Needs no relay binary: the client is Python's smtplib/ssl.
+# lib.sh, eml.py).  Needs no relay binary: the client is Python's smtplib/ssl.
 . "$(dirname "$0")/lib.sh"
 t_setup
 
@@ -389,6 +389,83 @@ password $T_PASS
 ca_file $PKI/ca.crt
 log stderr
 from me@example.org" "lib: write_conf_for defaults and overrides"
+
+# Every assertion helper passes what it should and fails what it should.
+# verdicts: the "ok" / "not ok" of each check read from stdin, comma-joined
+# (the checks run in a pipeline's subshell, so they count nowhere else).
+verdicts() { sed -n 's/^\(ok\|not ok\) - .*/\1/p' | paste -sd, -; }
+printf 'abc\r\n' >"$T/a.txt"
+printf 'abd\r\n' >"$T/b.txt"
+printf 'a\nb\r\n' >"$T/lf.txt"
+no=$T/nonexistent
+assert_eq "$({ assert_file_contains "$T/a.txt" bc; assert_file_contains "$T/a.txt" x
+    assert_file_contains "$no" a; } | verdicts)" "ok,not ok,not ok" \
+    "lib: assert_file_contains: found, not found, no file"
+assert_eq "$({ assert_file_lacks "$T/a.txt" x; assert_file_lacks "$T/a.txt" bc
+    assert_file_lacks "$no" x; } | verdicts)" "ok,not ok,not ok" \
+    "lib: assert_file_lacks: absent, present, no file"
+assert_eq "$({ assert_file_matches "$T/a.txt" '^a.c'; assert_file_matches "$T/a.txt" '^b'
+    assert_file_matches "$no" a; assert_file_matches "$T/a.txt" '('; } |
+    verdicts)" "ok,not ok,not ok,not ok" \
+    "lib: assert_file_matches: match, no match, no file, bad ERE"
+assert_eq "$({ assert_same "$T/a.txt" "$T/a.txt"; assert_same "$T/a.txt" "$T/b.txt"
+    assert_same "$no" "$T/a.txt"; } | verdicts)" "ok,not ok,not ok" \
+    "lib: assert_same: same, different, no file"
+assert_eq "$({ assert_match abc '^a.c$'; assert_match abc '^b'; } | verdicts)" \
+    "ok,not ok" "lib: assert_match: match, no match"
+assert_eq "$({ assert_crlf "$T/a.txt" x; assert_crlf "$T/lf.txt" y
+    assert_crlf "$no" z; } | verdicts)" "ok,not ok,not ok" \
+    "lib: assert_crlf: CRLF, a bare LF, no file"
+
+# The password Base64-encoded behind 0, 1 and 2 other octets, as PLAIN
+# token, plain, and the AUTH of no_creds.
+printf 'EHLO x\r\nSTARTTLS\r\n' >"$T/clean.log"
+for k in 0 1 2; do
+	printf '%.*s%s' "$k" ab "$T_PASS" | base64 -w0 >"$T/b64.$k.log"
+done
+printf '\0%s\0%s' "$T_USER" "$T_PASS" | base64 -w0 >"$T/plain.log"
+printf 'x %s y\n' "$T_PASS" >"$T/pw.log"
+printf 'other\n' | base64 -w0 >"$T/other.log"
+assert_eq "$({ assert_no_secret "$T/clean.log" a
+    for f in b64.0 b64.1 b64.2 plain pw; do assert_no_secret "$T/$f.log" "$f"; done
+    assert_no_secret "$no" c; assert_no_secret "$T/other.log" d
+    assert_no_secret "$T/other.log" e "other"; } | verdicts)" \
+    "ok,not ok,not ok,not ok,not ok,not ok,not ok,ok,not ok" \
+    "lib: assert_no_secret: clean, Base64 at 3 offsets, PLAIN, plain, no file, another password"
+assert_eq "$({ no_creds "$T/clean.log" a; printf 'AUTH PLAIN\r\n' >>"$T/clean.log"
+    no_creds "$T/clean.log" b; } | verdicts)" "ok,not ok" \
+    "lib: no_creds: clean, then an AUTH command"
+
+# assert_error reads RELAY_ERR as run_relay left it.
+# err NAME ARG LINE...: as if run_relay ARG had run as NAME and printed
+# the LINEs on stderr.
+err() {
+	RELAY_NAME=$1
+	RELAY_ARGS=("$2")
+	shift 2
+	RELAY_ERR=$T/err.txt
+	printf '%s\n' "$@" >"$RELAY_ERR"
+}
+rec='relay: from=<a@b> to=<c@d> size=1 relay=x status=tempfail'
+assert_eq "$({ err relay -C "relay: refused 451 here" "$rec"; assert_error a 451 here
+    assert_error b 451 gone
+    err relay -C "relay: one" "relay: two"; assert_error c one
+    err relay -C "sendmail: refused 451"; assert_error d 451
+    err sendmail -C "sendmail: refused 451" "${rec/relay:/sendmail:}"; assert_error e 451
+    err relay -C ">>> EHLO x" "relay: refused 451"; assert_error f 451
+    err relay -v ">>> EHLO x" "<<< 250 ok" "*** TLS" "relay: refused 451"
+    assert_error g 451; } | verdicts)" "ok,not ok,not ok,not ok,ok,not ok,ok" \
+    "lib: assert_error: one line, a word missing, two lines, other name, its name, a trace without -v, with -v"
+
+# eml.py on a folded, CRLF message.
+printf 'Subject: a\r\n b\r\nx-one: 1\r\nX-One : 2\r\n\r\nbody\r\n' >"$T/f.eml"
+assert_eq "$(eml field "$T/f.eml" X-ONE | tr '\n' '|')" "x-one: 1|X-One : 2|" \
+    "eml.py: field: every one of that name, any case"
+assert_eq "$(eml field "$T/f.eml" Subject)" "Subject: a b" "eml.py: field: unfolded"
+assert_eq "$(eml names "$T/f.eml")" "Subject x-one X-One " "eml.py: names, as written"
+assert_eq "$(eml body "$T/f.eml" | od -An -c)" "$(printf 'body\r\n' | od -An -c)" \
+    "eml.py: body: after the empty line"
+check_not "eml.py: an unknown command fails" eml nosuch "$T/f.eml"
 
 # ---- stopping -------------------------------------------------------------
 pids=("${_T_PIDS[@]}")

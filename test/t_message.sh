@@ -8,102 +8,6 @@
 . "$(dirname "$0")/lib.sh"
 t_setup
 
-cat >"$T/eml.py" <<'EOF'
-import base64, quopri, re, sys
-
-def load(path):
-    return open(path, "rb").read()
-
-def split(data):
-    i = data.find(b"\r\n\r\n")
-    if i < 0:
-        return data, b""
-    return data[:i + 2], data[i + 4:]
-
-def fields(head):
-    out = []
-    for line in re.split(rb"\r\n(?![ \t])", head.rstrip(b"\r\n")):
-        if line:
-            out.append(re.sub(rb"\r\n(?=[ \t])", b"", line))
-    return out
-
-def norm(data):
-    data = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
-
-def named(head, name):
-    return [f for f in fields(head)
-            if f.split(b":", 1)[0].strip().lower() == name.lower()]
-
-cmd, args = sys.argv[1], sys.argv[2:]
-out = sys.stdout.buffer
-if cmd == "crlf":
-    d = load(args[0])
-    bad = [m.start() for m in re.finditer(rb"\r(?!\n)|(?<!\r)\n", d)]
-    print("ok" if not bad else "bare CR/LF at offsets %s" % bad[:5])
-elif cmd == "maxline":
-    print(max(len(l) for l in load(args[0]).split(b"\r\n")))
-elif cmd == "field":
-    for f in named(split(load(args[0]))[0], args[1].encode()):
-        out.write(f + b"\n")
-elif cmd == "head":
-    out.write(split(load(args[0]))[0])
-elif cmd == "body":
-    out.write(split(load(args[0]))[1])
-elif cmd == "norm":
-    out.write(norm(load(args[0])))
-elif cmd == "qp":
-    # The body decoded as quoted-printable; QP lines must be <= 76.
-    body = split(load(args[0]))[1]
-    long = [l for l in body.split(b"\r\n") if len(l) > 76]
-    if long:
-        sys.exit("QP line over 76 octets: %r" % long[0][:90])
-    out.write(quopri.decodestring(body))
-elif cmd == "has":
-    # Does the file hold the bytes given on stdin?
-    print("yes" if sys.stdin.buffer.read() in load(args[0]) else "no")
-elif cmd == "unfold":
-    # The body with every inserted CRLF SP taken out again.
-    out.write(split(load(args[0]))[1].replace(b"\r\n ", b""))
-elif cmd == "b64":
-    out.write(base64.b64decode(re.sub(rb"\s", b"", split(load(args[0]))[1])))
-elif cmd == "gen":
-    # Test inputs that printf cannot write comfortably.
-    what = args[0]
-    if what == "long":
-        # 1205 octets with what quoted-printable must encode: '=',
-        # a trailing blank, tabs.
-        line = (b"col=1\tvalue  " * 100)[:1204] + b" "
-        assert len(line) == 1205
-        out.write(line)
-    elif what == "words":
-        out.write(b" ".join(b"word%d" % i for i in range(300)))
-    elif what == "solid":
-        out.write(b"S" * 1200)
-    elif what == "addrs":
-        out.write(b", ".join(b"user%02d@example.org" % i for i in range(60)))
-    elif what == "b64line":
-        out.write(base64.b64encode(bytes(range(256)) * 4)[:1100])
-else:
-    sys.exit("eml.py: unknown command " + cmd)
-EOF
-eml() { "$PY" "$T/eml.py" "$@"; }
-field() { [ ! -f "$1" ] || eml field "$1" "$2"; }
-
-assert_same() {
-	if [ ! -f "$1" ]; then
-		fail "$3" "no such file: $1"
-	elif cmp -s "$1" "$2"; then
-		ok "$3"
-	else
-		fail "$3" "$(diff <(od -c "$2") <(od -c "$1") | head -20)"
-	fi
-}
-
-assert_crlf() { assert_eq "$(eml crlf "$1" 2>&1)" ok "$2"; }
-
 # assert_maxline FILE NAME: no line over 998 octets.
 assert_maxline() {
 	local n
@@ -115,26 +19,8 @@ assert_maxline() {
 	fi
 }
 
-# deliver ARGS...: run relay (stdin: the message); N and EML name the
-# message that should have arrived.
-deliver() {
-	local before
-	before=$(msg_count main)
-	run_relay -C "$CONF" "$@"
-	N=$((before + 1))
-	EML=$SMARTHOST_main_OUT/$N.eml
-	if [ "$RELAY_STATUS" = 0 ]; then
-		wait_msgs main "$N" || fail "message $N stored" "$(cat "$RELAY_ERR")"
-		assert_crlf "$EML" "message $N: CRLF only, no bare CR or LF"
-	fi
-}
-
-# added: the Date and Message-ID fields relay added to $EML, as they
-# arrived, CRLF-terminated (their form is checked in t_deliver.sh).
-added() {
-	field "$EML" Date | sed 's/$/\r/'
-	field "$EML" Message-ID | sed 's/$/\r/'
-}
+# deliver ARGS...: deliver_to main with $CONF; sets N and EML.
+deliver() { deliver_to main -C "$CONF" "$@"; }
 
 start_smarthost main --mode smtps
 CONF=$T/relay.conf
