@@ -51,6 +51,8 @@ static int	kw_from(struct parser *, const struct keyword *, char *);
 static int	kw_domain(struct parser *, const struct keyword *, char *);
 static int	kw_helo(struct parser *, const struct keyword *, char *);
 static int	kw_ca_file(struct parser *, const struct keyword *, char *);
+static int	kw_tls_fingerprint(struct parser *, const struct keyword *,
+		    char *);
 static int	kw_alias(struct parser *, const struct keyword *, char *);
 static int	kw_log(struct parser *, const struct keyword *, char *);
 static int	kw_timeout(struct parser *, const struct keyword *, char *);
@@ -66,6 +68,7 @@ static const struct keyword keywords[] = {
 	{ "domain",		kw_domain,		0,		0 },
 	{ "helo",		kw_helo,		0,		0 },
 	{ "ca_file",		kw_ca_file,		0,		0 },
+	{ "tls_fingerprint",	kw_tls_fingerprint,	0,		0 },
 	{ "alias",		kw_alias,		0,		1 },
 	{ "log",		kw_log,			0,		0 },
 	{ "timeout_connect",	kw_timeout,	TMO_CONNECT,		0 },
@@ -495,6 +498,53 @@ kw_ca_file(struct parser *p, const struct keyword *kw, char *value)
 }
 
 static int
+hex_digit(char ch)
+{
+	static const char digits[] = "0123456789abcdef";
+	const char *d;
+
+	if (ch == '\0' || (d = strchr(digits, tolower((unsigned char)ch))) ==
+	    NULL)
+		return -1;
+	return (int)(d - digits);
+}
+
+/*
+ * 64 hex digits, colons allowed between pairs: what
+ * "openssl x509 -noout -fingerprint -sha256" prints, with or without its
+ * "sha256 Fingerprint=" prefix.
+ */
+static int
+kw_tls_fingerprint(struct parser *p, const struct keyword *kw, char *value)
+{
+	struct conf *c = p->conf;
+	const char *v = value, *eq;
+	size_t n = 0;
+	int hi, lo;
+
+	(void)kw;
+	if ((eq = strchr(v, '=')) != NULL)
+		v = eq + 1;
+	while (*v != '\0') {
+		if (*v == ':' && n > 0 && v[1] != '\0') {
+			v++;
+			continue;
+		}
+		if ((hi = hex_digit(v[0])) == -1 || (lo = hex_digit(v[1])) ==
+		    -1 || n == sizeof(c->pin))
+			return perr(p, "tls_fingerprint must be the SHA-256 of "
+			    "the certificate: 64 hex digits, colons allowed");
+		c->pin[n++] = (unsigned char)(hi << 4 | lo);
+		v += 2;
+	}
+	if (n != sizeof(c->pin))
+		return perr(p, "tls_fingerprint must be the SHA-256 of the "
+		    "certificate: 64 hex digits, colons allowed");
+	c->pinned = 1;
+	return 0;
+}
+
+static int
 kw_timeout(struct parser *p, const struct keyword *kw, char *value)
 {
 	return number(p, kw, value, 1, 86400, &p->conf->timeout[kw->arg]);
@@ -778,6 +828,10 @@ check_credentials(struct parser *p)
 			    "(credentials would cross the network in clear)",
 			    secrets[i]);
 		}
+	}
+	if (c->tls == TLS_NONE && c->pinned) {
+		p->lineno = seen(p, "tls_fingerprint");
+		return perr(p, "tls_fingerprint needs TLS, but tls is none");
 	}
 	if (c->user != NULL && c->password == NULL) {
 		p->lineno = seen(p, "user");

@@ -52,6 +52,8 @@ struct conf {
 	char		*domain;	/* qualifies unaliased local names, or NULL */
 	char		*helo;		/* EHLO name, never NULL after load */
 	char		*ca_file;	/* never NULL after load */
+	int		 pinned;	/* tls_fingerprint given: */
+	unsigned char	 pin[32];	/*   SHA-256 of the server's cert */
 	int		 timeout[TMO_COUNT];
 	struct alias	*aliases;
 	size_t		 naliases;

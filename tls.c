@@ -35,6 +35,20 @@ struct anchors {
 	size_t			 n;
 };
 
+/*
+ * tls_fingerprint: trust exactly the certificate whose SHA-256 is pinned,
+ * instead of a CA and the host name (as msmtp's tls_fingerprint does).
+ * It sees the chain as BearSSL receives it, server certificate first.
+ */
+struct pin_x509 {
+	const br_x509_class	*vtable;	/* first: BearSSL passes &vtable */
+	const unsigned char	*pin;
+	br_sha256_context	 hash;
+	br_x509_decoder_context	 leaf;
+	unsigned char		 got[br_sha256_SIZE];
+	unsigned		 depth;
+};
+
 struct conn {
 	int			 fd;
 	int			 tls;
@@ -54,6 +68,7 @@ struct conn {
 	struct anchors		 anchors;
 	br_ssl_client_context	 sc;
 	br_x509_minimal_context	 xc;
+	struct pin_x509		 pin;
 	br_sslio_context	 io;
 	br_name_element		 names[2];	/* leaf's dNSName and CN */
 	char			 san[256], cn[256];
@@ -485,6 +500,111 @@ anchors_free(struct anchors *a)
 	a->n = 0;
 }
 
+/* ---- pinning ------------------------------------------------------------- */
+
+static void
+pin_no_dn(void *ctx, const void *buf, size_t len)
+{
+	(void)ctx;
+	(void)buf;
+	(void)len;
+}
+
+static void
+pin_start_chain(const br_x509_class **ctx, const char *server_name)
+{
+	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+
+	(void)server_name;
+	x->depth = 0;
+}
+
+static void
+pin_start_cert(const br_x509_class **ctx, uint32_t length)
+{
+	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+
+	(void)length;
+	if (x->depth == 0) {
+		br_sha256_init(&x->hash);
+		br_x509_decoder_init(&x->leaf, pin_no_dn, NULL);
+	}
+}
+
+static void
+pin_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
+{
+	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+
+	if (x->depth == 0) {
+		br_sha256_update(&x->hash, buf, len);
+		br_x509_decoder_push(&x->leaf, buf, len);
+	}
+}
+
+static void
+pin_end_cert(const br_x509_class **ctx)
+{
+	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+
+	if (x->depth++ == 0)
+		br_sha256_out(&x->hash, x->got);
+}
+
+static unsigned
+pin_end_chain(const br_x509_class **ctx)
+{
+	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+	unsigned char diff = 0;
+	size_t i;
+
+	if (x->depth == 0)
+		return BR_ERR_X509_EMPTY_CHAIN;
+	for (i = 0; i < sizeof x->got; i++)	/* constant time */
+		diff |= x->got[i] ^ x->pin[i];
+	if (diff != 0)
+		return BR_ERR_X509_NOT_TRUSTED;
+	if (br_x509_decoder_last_error(&x->leaf) != 0)
+		return (unsigned)br_x509_decoder_last_error(&x->leaf);
+	return 0;
+}
+
+static const br_x509_pkey *
+pin_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
+{
+	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+
+	if (usages != NULL)
+		*usages = BR_KEYTYPE_KEYX | BR_KEYTYPE_SIGN;
+	return br_x509_decoder_get_pkey(&x->leaf);
+}
+
+static const br_x509_class pin_vtable = {
+	sizeof(struct pin_x509),
+	pin_start_chain,
+	pin_start_cert,
+	pin_append,
+	pin_end_cert,
+	pin_end_chain,
+	pin_get_pkey
+};
+
+/* "AB:CD:..." for messages; out must hold 3 * 32 octets. */
+static void
+pin_show(const unsigned char *h, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, o = 0;
+
+	for (i = 0; i < br_sha256_SIZE && o + 3 <= outlen; i++) {
+		if (i > 0)
+			out[o++] = ':';
+		out[o++] = hex[h[i] >> 4];
+		out[o++] = hex[h[i] & 15];
+	}
+	out[o < outlen ? o : outlen - 1] = '\0';
+}
+
 /* ---- TLS ----------------------------------------------------------------- */
 
 /* Forward secrecy and AEAD first; CBC only as a fallback. */
@@ -567,6 +687,7 @@ tls_why(struct conn *c, char *err, size_t errlen)
 {
 	int e = br_ssl_engine_last_error(&c->sc.eng);
 	const char *text = NULL, *certname;
+	char shown[3 * br_sha256_SIZE];
 	size_t i;
 
 	for (i = 0; i < sizeof tls_errors / sizeof tls_errors[0]; i++)
@@ -574,7 +695,12 @@ tls_why(struct conn *c, char *err, size_t errlen)
 			text = tls_errors[i].text;
 	certname = c->names[0].status == 1 ? c->san :
 	    c->names[1].status == 1 ? c->cn : "an unnamed host";
-	if (e == BR_ERR_X509_NOT_TRUSTED)
+	if (e == BR_ERR_X509_NOT_TRUSTED && c->conf->pinned) {
+		pin_show(c->pin.got, shown, sizeof shown);
+		snprintf(err, errlen, "TLS: certificate of %s does not match "
+		    "tls_fingerprint (its SHA-256 fingerprint is %s)",
+		    c->conf->host, shown);
+	} else if (e == BR_ERR_X509_NOT_TRUSTED)
 		snprintf(err, errlen, "TLS: certificate of %s is not signed by "
 		    "a CA in %s (an unknown or private CA, or the server does "
 		    "not send its intermediate certificate)", certname,
@@ -632,22 +758,29 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 	static const unsigned char oid_dns[] = { 0, 2 };
 	static const unsigned char oid_cn[] = { 3, 0x55, 0x04, 0x03 };
 	unsigned char seed[32], ip[sizeof(struct in6_addr)];
+	int is_ip;
 
+	is_ip = inet_pton(AF_INET, c->conf->host, ip) == 1 ||
+	    inet_pton(AF_INET6, c->conf->host, ip) == 1;
 	/* BearSSL matches names only (no iPAddress SANs). */
-	if (inet_pton(AF_INET, c->conf->host, ip) == 1 ||
-	    inet_pton(AF_INET6, c->conf->host, ip) == 1) {
+	if (is_ip && !c->conf->pinned) {
 		snprintf(err, errlen, "host %s is an IP address: relay can "
-		    "verify a certificate only against a host name",
-		    c->conf->host);
+		    "verify a certificate only against a host name (or set "
+		    "tls_fingerprint)", c->conf->host);
 		*exitcode = EX_CONFIG;
 		return -1;
 	}
-	if (c->anchors.n == 0 &&
+	if (!c->conf->pinned && c->anchors.n == 0 &&
 	    anchors_load(&c->anchors, c->conf->ca_file, err, errlen) == -1) {
 		*exitcode = EX_CONFIG;
 		return -1;
 	}
 	br_ssl_client_init_full(&c->sc, &c->xc, c->anchors.ta, c->anchors.n);
+	if (c->conf->pinned) {
+		c->pin.vtable = &pin_vtable;
+		c->pin.pin = c->conf->pin;
+		br_ssl_engine_set_x509(&c->sc.eng, &c->pin.vtable);
+	}
 	br_ssl_engine_set_versions(&c->sc.eng, BR_TLS12, BR_TLS12);
 	br_ssl_engine_set_suites(&c->sc.eng, suites,
 	    sizeof suites / sizeof suites[0]);
@@ -660,7 +793,8 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 	arc4random_buf(seed, sizeof seed);
 	br_ssl_engine_inject_entropy(&c->sc.eng, seed, sizeof seed);
 	explicit_bzero(seed, sizeof seed);
-	if (!br_ssl_client_reset(&c->sc, c->conf->host, 0)) {
+	/* RFC 6066 3: no IP address in SNI. */
+	if (!br_ssl_client_reset(&c->sc, is_ip ? NULL : c->conf->host, 0)) {
 		tls_explain(c, err, errlen);
 		*exitcode = EX_SOFTWARE;
 		return -1;

@@ -180,4 +180,40 @@ assert_error "tls none with user and password" "$T/plainuser.conf:"
 assert_file_lacks "$SMARTHOST_plainuser_OUT/events.log" "accept" \
     "tls none with user: relay did not even connect"
 
+
+# ---- tls_fingerprint: the pinned certificate instead of CA and name ----
+
+fingerprint() { openssl x509 -noout -fingerprint -sha256 -in "$PKI/$1.crt"; }
+
+# A self-signed certificate, no usable ca_file: the pin alone decides.
+start_smarthost pinself --mode smtps --certname selfsigned
+send pinself ca_file "$T/no-such-ca.pem" tls_fingerprint "$(fingerprint selfsigned)"
+delivered pinself "tls_fingerprint of a self-signed certificate, no ca_file"
+# Pinning replaces the name check too, and lets an IP address be the host.
+start_smarthost pinwrong --mode smtps --certname wronghost
+send pinwrong host 127.0.0.1 tls_fingerprint \
+    "$(fingerprint wronghost | sed 's/.*=//; s/://g' | tr A-F a-f)"
+delivered pinwrong "tls_fingerprint (bare lower-case hex), host 127.0.0.1, cert for another name"
+# Over STARTTLS as well.
+start_smarthost pin587 --mode starttls --certname selfsigned
+send pin587 tls_fingerprint "$(fingerprint selfsigned)"
+delivered pin587 "tls_fingerprint over STARTTLS"
+
+# A certificate that a CA would accept, but not the pinned one: refused,
+# and the error shows the fingerprint the server does have.
+start_smarthost pinbad --mode starttls
+send pinbad tls_fingerprint "$(fingerprint selfsigned)"
+assert_exit 75 "wrong tls_fingerprint: exit 75"
+want=$(fingerprint server | sed 's/.*=//')
+assert_error "wrong tls_fingerprint" "does not match tls_fingerprint" "$want"
+nothing_stored pinbad "wrong tls_fingerprint"
+no_creds "$SMARTHOST_pinbad_OUT/plaintext.log" "wrong tls_fingerprint"
+
+send pinbad tls_fingerprint "12:34"
+assert_exit 78 "short tls_fingerprint: exit 78"
+assert_error "short tls_fingerprint" "$T/pinbad.conf:" "64 hex digits"
+send pinbad tls none tls_fingerprint "$(fingerprint server)" user - password -
+assert_exit 78 "tls_fingerprint with tls none: exit 78"
+assert_error "tls_fingerprint with tls none" "tls_fingerprint needs TLS"
+
 t_done

@@ -569,6 +569,58 @@ test_timeouts(void)
 }
 
 static void
+test_fingerprint(void)
+{
+	static const unsigned char want[32] = {
+		0x52, 0xb3, 0x58, 0xf6, 0x02, 0xc2, 0x51, 0x0c,
+		0xeb, 0xf7, 0xd4, 0x20, 0xda, 0xe2, 0xe6, 0x48,
+		0xc8, 0x29, 0x48, 0x0d, 0x00, 0xf3, 0x20, 0xcd,
+		0x61, 0x2f, 0x64, 0x25, 0x89, 0xa1, 0x85, 0xb0
+	};
+	static const char *const forms[] = {
+		"52:B3:58:F6:02:C2:51:0C:EB:F7:D4:20:DA:E2:E6:48:C8:29:48:0D:"
+		    "00:F3:20:CD:61:2F:64:25:89:A1:85:B0",
+		"sha256 Fingerprint=52:B3:58:F6:02:C2:51:0C:EB:F7:D4:20:DA:E2:"
+		    "E6:48:C8:29:48:0D:00:F3:20:CD:61:2F:64:25:89:A1:85:B0",
+		"52b358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185b0",
+	};
+	static const char *const bad[] = {
+		"52:B3",
+		"52b358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185b0"
+		    "00",
+		"52b358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185b",
+		"zzb358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185b0",
+		":52b358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185b0",
+	};
+	char text[256];
+	struct conf c;
+	size_t i;
+
+	if (load_ok(&c, "host h\n", "no tls_fingerprint") == 0)
+		CHECK(c.pinned == 0, "not pinned by default");
+	conf_free(&c);
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		snprintf(text, sizeof(text), "host h\ntls_fingerprint %s\n",
+		    forms[i]);
+		if (load_ok(&c, text, forms[i]) == 0)
+			CHECK(c.pinned && memcmp(c.pin, want, 32) == 0,
+			    "tls_fingerprint form %zu: the right 32 octets", i);
+		conf_free(&c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "host h\ntls_fingerprint %s\n",
+		    bad[i]);
+		expect_error(text, CONF ":2: tls_fingerprint must be the SHA-256 "
+		    "of the certificate: 64 hex digits, colons allowed",
+		    "bad tls_fingerprint");
+	}
+	expect_error("host h\ntls none\ntls_fingerprint " "52b358f602c2510c"
+	    "ebf7d420dae2e648c829480d00f320cd612f642589a185b0\n",
+	    CONF ":3: tls_fingerprint needs TLS, but tls is none",
+	    "tls_fingerprint with tls none");
+}
+
+static void
 test_files(void)
 {
 	struct conf c;
@@ -635,6 +687,7 @@ main(void)
 	test_addresses();
 	test_aliases();
 	test_timeouts();
+	test_fingerprint();
 	test_files();
 	(void)unlink(CONF);
 	if (chdir("/") == -1 || rmdir(tmpdir) == -1)
