@@ -55,6 +55,25 @@ werror:
 check: werror test/obj/relay $(UNITS)
 	bash test/run
 
+# Fuzzing (clang's libFuzzer; not part of check): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZERS	= addr conf msg reply
+FUZZ_SRCS = $(filter-out relay.c,$(SRCS))
+
+fuzz:
+	@mkdir -p test/obj
+	for f in $(FUZZERS); do \
+		clang -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
+		    -fno-sanitize-recover=all $(CPPFLAGS) -I. \
+		    -o test/obj/fuzz_$$f test/fuzz/fuzz_$$f.c $(FUZZ_SRCS) \
+		    $(LDLIBS) || exit 1; \
+		mkdir -p test/tmp/corpus_$$f; \
+		cp test/fuzz/seed_$$f.* test/tmp/corpus_$$f/ 2>/dev/null; \
+		test/obj/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) \
+		    -max_len=4096 -print_final_stats=1 \
+		    test/tmp/corpus_$$f || exit 1; \
+	done
+
 install: $(PROG)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man8
@@ -85,4 +104,4 @@ clean: clean-objs
 	rm -f $(PROG)
 	rm -rf test/obj test/tmp
 
-.PHONY: all check werror install lint clean clean-objs demo
+.PHONY: all check werror fuzz install lint clean clean-objs demo
