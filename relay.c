@@ -31,13 +31,52 @@ struct option {
 	void		(*handle)(struct args *, const char *arg);
 };
 
-static void opt_t(struct args *a, const char *arg) { (void)arg; a->mo.extract = 1; }
-static void opt_i(struct args *a, const char *arg) { (void)arg; a->mo.dotend = 0; }
-static void opt_f(struct args *a, const char *arg) { a->mo.from = arg; }
-static void opt_F(struct args *a, const char *arg) { a->mo.fullname = arg; }
-static void opt_v(struct args *a, const char *arg) { (void)a; (void)arg; verbose = 1; }
-static void opt_C(struct args *a, const char *arg) { a->conf_path = arg; }
-static void opt_ignore(struct args *a, const char *arg) { (void)a; (void)arg; }
+static void
+opt_t(struct args *a, const char *arg)
+{
+	(void)arg;
+	a->mo.extract = 1;
+}
+
+static void
+opt_i(struct args *a, const char *arg)
+{
+	(void)arg;
+	a->mo.dotend = 0;
+}
+
+static void
+opt_f(struct args *a, const char *arg)
+{
+	a->mo.from = arg;
+}
+
+static void
+opt_F(struct args *a, const char *arg)
+{
+	a->mo.fullname = arg;
+}
+
+static void
+opt_v(struct args *a, const char *arg)
+{
+	(void)a;
+	(void)arg;
+	verbose = 1;
+}
+
+static void
+opt_C(struct args *a, const char *arg)
+{
+	a->conf_path = arg;
+}
+
+static void
+opt_ignore(struct args *a, const char *arg)
+{
+	(void)a;
+	(void)arg;
+}
 
 /* -oi is "-i"; every other -oX sets a sendmail option that means nothing here. */
 static void
