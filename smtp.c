@@ -400,7 +400,7 @@ auth_plain(struct session *s)
 		if (ex == EX_OK)
 			ex = auth_step(s, token, ulen + plen + 2,
 			    "AUTH PLAIN");
-		else if (s->r.code != 0)
+		else if (!s->broken)
 			ex = EX_OK;	/* refused: auth_result says why */
 	}
 	explicit_bzero(token, sizeof token);
@@ -420,8 +420,8 @@ auth_login(struct session *s)
 	if (ex == EX_OK && s->r.code == 334)
 		ex = auth_step(s, s->conf->password,
 		    strlen(s->conf->password), "AUTH LOGIN");
-	else if (ex != EX_OK && s->r.code != 0)
-		ex = EX_OK;
+	else if (ex != EX_OK && !s->broken)
+		ex = EX_OK;	/* refused: auth_result says why */
 	return ex == EX_OK ? auth_result(s, "LOGIN") : ex;
 }
 
