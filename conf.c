@@ -5,6 +5,8 @@
  */
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -280,6 +282,7 @@ static int
 kw_host(struct parser *p, const struct keyword *kw, char *value)
 {
 	char buf[SHOWN];
+	struct in6_addr in6;
 
 	strip_root_dot(value);
 	if (strlen(value) > DOMAIN_MAX)
@@ -291,6 +294,11 @@ kw_host(struct parser *p, const struct keyword *kw, char *value)
 	    "0123456789-._:")] != '\0')
 		return perr(p, "%s \"%s\" is not a host name or IP address",
 		    kw->name, shown(buf, sizeof(buf), value));
+	/* ':' belongs in IPv6 addresses only: "name:587" is a port. */
+	if (strchr(value, ':') != NULL && inet_pton(AF_INET6, value, &in6) != 1)
+		return perr(p, "%s \"%s\": give the port on a line of its own "
+		    "(\"port %s\")", kw->name, shown(buf, sizeof(buf), value),
+		    strrchr(value, ':') + 1);
 	lowercase(value);
 	return set_string(p, &p->conf->host, value);
 }
@@ -758,6 +766,7 @@ parse_line(struct parser *p, char *line, size_t len)
 	const struct keyword *kw;
 	char *word, *value;
 	size_t i, prev;
+	int commented;
 
 	if (strlen(line) != len)
 		return perr(p, "line contains a NUL byte");
@@ -785,8 +794,15 @@ parse_line(struct parser *p, char *line, size_t len)
 		return -1;
 	if (*value == '\0')
 		return perr(p, "missing value for \"%s\"", kw->name);
-	if (kw->set(p, kw, value) == -1)
+	commented = strstr(value, " #") != NULL || strstr(value, "\t#") != NULL;
+	if (kw->set(p, kw, value) == -1) {
+		/* The usual cause: a comment after the value (ssmtp allows). */
+		if (commented)
+			(void)strlcat(p->err, " (a '#' after a value is part "
+			    "of it: put comments on lines of their own)",
+			    p->errlen);
 		return -1;
+	}
 	p->seen[i] = p->lineno;
 	return 0;
 }

@@ -568,6 +568,28 @@ test_timeouts(void)
 	    "timeout twice");
 }
 
+/* Mistakes an administrator coming from ssmtp or msmtp makes. */
+static void
+test_hints(void)
+{
+	struct conf c;
+
+	expect_error("host smtp.example.com:587\n",
+	    CONF ":1: host \"smtp.example.com:587\": give the port on a line "
+	    "of its own (\"port 587\")", "host with a port");
+	if (load_ok(&c, "host ::1\n", "IPv6 address as host") == 0)
+		CHECK_STR(c.host, "::1", "IPv6 host kept");
+	conf_free(&c);
+	expect_error("host h\nport 587 # submission\n",
+	    CONF ":2: port \"587 # submission\" is invalid (expected 1-65535)"
+	    " (a '#' after a value is part of it: put comments on lines of "
+	    "their own)", "comment after a value");
+	if (load_ok(&c, "host h\nuser u\npassword pa #ss\n",
+	    "'#' inside an accepted value") == 0)
+		CHECK_STR(c.password, "pa #ss", "'#' kept in the password");
+	conf_free(&c);
+}
+
 static void
 test_fingerprint(void)
 {
@@ -688,6 +710,7 @@ main(void)
 	test_aliases();
 	test_timeouts();
 	test_fingerprint();
+	test_hints();
 	test_files();
 	(void)unlink(CONF);
 	if (chdir("/") == -1 || rmdir(tmpdir) == -1)
