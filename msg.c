@@ -1539,29 +1539,50 @@ mark_quoted_printable(struct work *w)
  * octet; a multipart or already encoded one can only have its long lines
  * folded, and a NUL in it is refused.
  */
+/* A single part with no transfer encoding (or 7bit, 8bit, binary). */
+static int
+body_recodable(const struct msg *m, int *composite)
+{
+	const struct header *ct, *cte;
+	int multi, encoded;
+
+	ct = find_field(m, "Content-Type");
+	cte = find_field(m, "Content-Transfer-Encoding");
+	multi = ct != NULL && first_token_in(ct, composite_types,
+	    sizeof(composite_types) / sizeof(composite_types[0]));
+	encoded = cte != NULL && !first_token_in(cte, plain_cte,
+	    sizeof(plain_cte) / sizeof(plain_cte[0]));
+	if (composite != NULL)
+		*composite = multi;
+	return !multi && !encoded;
+}
+
+static int
+body_to_qp(struct work *w)
+{
+	struct qp q = { 0, -1 };
+	int ex;
+
+	if ((ex = recode_body(w, qp_chunk, &q)) != EX_OK ||
+	    (ex = mark_quoted_printable(w)) != EX_OK)
+		return ex;
+	w->body8 = 0;
+	return EX_OK;
+}
+
 static int
 step_body(struct work *w)
 {
 	const struct bodystats *st = &w->st;
-	const struct header *ct, *cte;
 	char note[160];
 	size_t col = 0;
-	struct qp q = { 0, -1 };
-	int composite, encoded, ex;
+	int composite, ex;
 
 	if (st->nuls == 0 && st->overlong == 0)
 		return EX_OK;
-	ct = find_field(w->msg, "Content-Type");
-	cte = find_field(w->msg, "Content-Transfer-Encoding");
-	composite = ct != NULL && first_token_in(ct, composite_types,
-	    sizeof(composite_types) / sizeof(composite_types[0]));
-	encoded = cte != NULL && !first_token_in(cte, plain_cte,
-	    sizeof(plain_cte) / sizeof(plain_cte[0]));
-	if (!composite && !encoded) {
-		if ((ex = recode_body(w, qp_chunk, &q)) != EX_OK ||
-		    (ex = mark_quoted_printable(w)) != EX_OK)
+	if (body_recodable(w->msg, &composite)) {
+		if ((ex = body_to_qp(w)) != EX_OK)
 			return ex;
-		w->body8 = 0;
 		(void)snprintf(note, sizeof(note), "body converted to "
 		    "quoted-printable: %zu line%s over %d octets, %zu NUL%s",
 		    st->overlong, plural(st->overlong), SMTP_LINE, st->nuls,
@@ -1703,19 +1724,29 @@ step_fold_headers(struct work *w)
 }
 
 /* RFC 1870 size, 8-bit flag and the note, once the message is final. */
-static int
-step_finish(struct work *w)
+/* SIZE (RFC 1870) and whether any 8-bit octet is left to send. */
+static void
+measure(struct msg *m)
 {
-	struct msg *m = w->msg;
 	size_t i, k;
 
 	m->size = 2 + m->bodylen;
-	m->eightbit = w->body8;
+	m->eightbit = m->body8;
 	for (i = 0; i < m->nhdrs; i++) {
 		m->size += (off_t)m->hdrs[i].len + 2;
 		for (k = 0; !m->eightbit && k < m->hdrs[i].len; k++)
 			m->eightbit = (unsigned char)m->hdrs[i].text[k] >= 0x80;
 	}
+}
+
+static int
+step_finish(struct work *w)
+{
+	struct msg *m = w->msg;
+
+	m->body8 = w->body8;
+	m->body_notutf8 = w->st.notutf8;
+	measure(m);
 	if (w->note.len > 0) {
 		m->note = w->note.p;
 		memset(&w->note, 0, sizeof(w->note));
@@ -1850,6 +1881,37 @@ msg_send(const struct msg *m, msg_put_fn put, void *ctx)
 		rc = -1;
 	free(s);
 	return rc;
+}
+
+int
+msg_to_7bit(struct msg *m, char *err, size_t errlen)
+{
+	struct work w;
+	int ex;
+
+	/* Headers and other bodies go as they are, as Postfix sends them. */
+	if (!m->body8 || !body_recodable(m, NULL))
+		return EX_OK;
+	memset(&w, 0, sizeof(w));
+	w.msg = m;
+	w.err = err;
+	w.errlen = errlen;
+	w.st.eightbit = 1;		/* for the charset mark_qp may add */
+	w.st.notutf8 = m->body_notutf8;
+	if (m->note != NULL && buf_str(&w.note, m->note) == -1)
+		return nomem(&w);
+	if ((ex = body_to_qp(&w)) == EX_OK)
+		ex = add_note(&w, "body converted to quoted-printable: the "
+		    "smarthost does not offer 8BITMIME");
+	if (ex != EX_OK) {
+		free(w.note.p);
+		return ex;
+	}
+	free(m->note);
+	m->note = w.note.p;
+	m->body8 = 0;
+	measure(m);
+	return EX_OK;
 }
 
 void

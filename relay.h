@@ -126,6 +126,8 @@ struct msg {
 	size_t		 nhdrs;
 	int		 spoolfd;	/* body, CRLF lines, not dot-stuffed */
 	off_t		 bodylen;
+	int		 body8;		/* the body has octets >= 0x80 */
+	int		 body_notutf8;	/*   and they are not UTF-8 */
 };
 
 typedef int (*msg_put_fn)(void *ctx, const char *buf, size_t len);
@@ -143,6 +145,12 @@ int	 msg_read(struct msg *, int fd, const struct msgopts *,
  * the spool failed.
  */
 int	 msg_send(const struct msg *, msg_put_fn put, void *ctx);
+/*
+ * For a smarthost without 8BITMIME (RFC 6152 3): re-encode an 8-bit body
+ * as quoted-printable where that is allowed (a single part, not already
+ * encoded).  Returns 0 (EX_OK), or a sysexits code with err set.
+ */
+int	 msg_to_7bit(struct msg *, char *err, size_t errlen);
 void	 msg_free(struct msg *);
 
 /* ---- tls.c: the connection, plain or TLS ------------------------------ */

@@ -690,6 +690,10 @@ dialogue(struct session *s, struct msg *m, struct delivery *d)
 		return ex;
 	if (s->conf->user != NULL && (ex = authenticate(s)) != EX_OK)
 		return ex;
+	/* RFC 6152 3: no 8-bit octets to a server that did not ask. */
+	if (m->eightbit && !s->caps.eightbitmime &&
+	    (ex = msg_to_7bit(m, s->err, s->errlen)) != EX_OK)
+		return ex;
 	if (s->caps.size > 0 && m->size > s->caps.size) {
 		snprintf(s->err, s->errlen, "message is %lld octets, %s "
 		    "accepts at most %lld", (long long)m->size,

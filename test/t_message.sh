@@ -311,4 +311,50 @@ sys.stdout.buffer.write(d)
 EOF
 assert_same "$EML" "$T/hard.want" "hard -t block: Bcc and its folded line gone, the rest unchanged"
 
+
+# ---- a smarthost without 8BITMIME (RFC 6152 3) -----------------------------
+# A single-part 8-bit body becomes quoted-printable; what cannot be
+# re-encoded (a multipart body, 8-bit headers) goes as it is.
+
+start_smarthost seven --mode smtps --strip 8BITMIME
+SEVEN=$T/seven.conf
+write_conf_for seven "$SEVEN" from sender@example.org
+
+deliver_to seven -C "$SEVEN" bob@example.org <"$T/utf8.in"
+assert_exit 0 "no 8BITMIME, UTF-8 body: exit 0"
+assert_eq "$(msg_json seven "$N" mail_options)" "SIZE=$(stat -c %s "$EML")" \
+    "no 8BITMIME, UTF-8 body: no BODY= parameter"
+assert_eq "$(field "$EML" Content-Transfer-Encoding)" \
+    "Content-Transfer-Encoding: quoted-printable" \
+    "no 8BITMIME, UTF-8 body: Content-Transfer-Encoding: quoted-printable"
+assert_eq "$(field "$EML" Content-Type)" "Content-Type: text/plain; charset=UTF-8" \
+    "no 8BITMIME, UTF-8 body: the caller's Content-Type kept"
+check_not "no 8BITMIME, UTF-8 body: every octet 7-bit" \
+    grep -qaP '[\x80-\xff]' "$EML"
+eml qp "$EML" >"$T/seven.got"
+printf 'Gr\303\274\303\237e, \342\202\254 5\r\n\360\237\230\200\r\n' >"$T/seven.want"
+assert_same "$T/seven.got" "$T/seven.want" \
+    "no 8BITMIME, UTF-8 body: decodes to the original"
+assert_file_contains "$RELAY_ERR" "does not offer 8BITMIME" \
+    "no 8BITMIME, UTF-8 body: the log line says why it was converted"
+
+# Debian cron's message: CTE 8bit replaced, not doubled.
+printf 'From: root (Cron Daemon)\nTo: bob@example.org\nSubject: Cron <root@h> x\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n\303\251t\303\251 = summer\n' |
+    deliver_to seven -C "$SEVEN" -i bob@example.org
+assert_exit 0 "no 8BITMIME, cron message: exit 0"
+assert_eq "$(field "$EML" Content-Transfer-Encoding)" \
+    "Content-Transfer-Encoding: quoted-printable" \
+    "no 8BITMIME, cron message: one CTE, quoted-printable"
+assert_eq "$(eml qp "$EML" | od -An -tx1 | tr -d ' \n')" \
+    "$(printf '\303\251t\303\251 = summer\r\n' | od -An -tx1 | tr -d ' \n')" \
+    "no 8BITMIME, cron message: decodes to the original"
+
+# A multipart body is not re-encoded: it goes unchanged.
+printf 'From: a@example.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=UTF-8\n\n\303\274\n--b--\n' >"$T/mp8.in"
+deliver_to seven -C "$SEVEN" bob@example.org <"$T/mp8.in"
+assert_exit 0 "no 8BITMIME, multipart 8-bit: exit 0"
+assert_eq "$(eml body "$EML" | od -An -tx1 | tr -d ' \n')" \
+    "$(printf -- '--b\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n\303\274\r\n--b--\r\n' | od -An -tx1 | tr -d ' \n')" \
+    "no 8BITMIME, multipart 8-bit: body unchanged"
+
 t_done

@@ -91,6 +91,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		return 0;
 	}
+	/* As for a smarthost without 8BITMIME. */
+	if ((data[0] & 8) && msg_to_7bit(&m, err, sizeof err) != EX_OK)
+		abort();
 	memset(&s, 0, sizeof s);
 	if (msg_send(&m, check, &s) != 0)
 		abort();
