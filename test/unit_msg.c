@@ -1333,6 +1333,79 @@ test_pipe(void)
 	(void)close(fds[0]);
 }
 
+/*
+ * msg_to_7bit(): for a smarthost without 8BITMIME.  want_hdr, if not
+ * NULL, is a header line that must then be sent.
+ */
+static void
+to_7bit(struct result *r, const char *what, const char *data,
+    int want_changed, const char *want_hdr)
+{
+	static char *to[] = { "a@example.com" };
+	struct conf c;
+	struct msgopts o;
+	struct bytes wire = { 0 }, text = { 0 };
+	const char *end;
+	off_t before;
+
+	conf_make(&c, "me@example.com", NULL, NULL, 0);
+	opts_make(&o, 0, 0, to, 1);
+	run(r, what, data, strlen(data), &o, &c);
+	CHECK(r->ex == EX_OK, "%s: accepted (%s)", what, r->err);
+	if (r->ex != EX_OK)
+		return;
+	before = r->msg.size;
+	CHECK(msg_to_7bit(&r->msg, r->err, sizeof(r->err)) == EX_OK,
+	    "%s: msg_to_7bit succeeds", what);
+	CHECK((r->msg.size != before) == want_changed, "%s: %s", what,
+	    want_changed ? "re-encoded" : "left alone");
+	CHECK(msg_send(&r->msg, put_collect, &wire) == 0 &&
+	    unstuff(&wire, &text) == 0 && (off_t)text.len == r->msg.size,
+	    "%s: size %lld is what is sent after it", what,
+	    (long long)r->msg.size);
+	CHECK(wire_is_clean(&wire), "%s: still CRLF only, no long line", what);
+	end = mem_find(text.p, text.len, S("\r\n\r\n"));
+	if (want_hdr != NULL)
+		CHECK(end != NULL && mem_find(text.p, (size_t)(end - text.p) +
+		    2, want_hdr, strlen(want_hdr)) != NULL, "%s: sends \"%s\"",
+		    what, want_hdr);
+	free(wire.p);
+	free(text.p);
+}
+
+static void
+test_to_7bit(void)
+{
+	struct result r;
+
+	to_7bit(&r, "8-bit text", "Subject: x\n\nsch\xc3\xb6n = ja\n", 1,
+	    "Content-Type: text/plain; charset=utf-8\r\n");
+	CHECK(r.msg.eightbit == 0, "8-bit text: nothing 8-bit left");
+	CHECK_STR(r.msg.note, "body converted to quoted-printable: the "
+	    "smarthost does not offer 8BITMIME", "8-bit text: note");
+	result_free(&r);
+	to_7bit(&r, "8-bit text, CTE", "Content-Transfer-Encoding: 8bit\n\n"
+	    "sch\xc3\xb6n\n", 1, "Content-Transfer-Encoding: "
+	    "quoted-printable\r\n");
+	result_free(&r);
+	to_7bit(&r, "latin-1 text", "Subject: x\n\ncaf\xe9\n", 1,
+	    "Content-Type: text/plain; charset=unknown-8bit\r\n");
+	result_free(&r);
+	to_7bit(&r, "7-bit text", "Subject: x\n\nplain\n", 0, NULL);
+	CHECK(r.msg.note == NULL, "7-bit text: no note");
+	result_free(&r);
+	to_7bit(&r, "8-bit header only", "Subject: \xc3\xbc\n\nplain\n", 0,
+	    NULL);
+	CHECK(r.msg.eightbit == 1, "8-bit header only: still 8-bit");
+	result_free(&r);
+	to_7bit(&r, "base64 body", "Content-Transfer-Encoding: base64\n\n"
+	    "w7w=\n\xff\n", 0, NULL);
+	result_free(&r);
+	to_7bit(&r, "multipart", "Content-Type: multipart/mixed; "
+	    "boundary=b\n\n--b\n\n\xc3\xbc\n--b--\n", 0, NULL);
+	result_free(&r);
+}
+
 int
 main(void)
 {
@@ -1352,5 +1425,6 @@ main(void)
 	test_added_fields();
 	test_long_headers();
 	test_pipe();
+	test_to_7bit();
 	UNIT_END();
 }
