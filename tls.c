@@ -622,6 +622,52 @@ static const uint16_t suites[] = {
 };
 
 static const struct {
+	uint16_t	 id;
+	const char	*name;
+} suite_names[] = {
+	{ BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	    "ECDHE-ECDSA-CHACHA20-POLY1305" },
+	{ BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	    "ECDHE-RSA-CHACHA20-POLY1305" },
+	{ BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	    "ECDHE-ECDSA-AES128-GCM-SHA256" },
+	{ BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	    "ECDHE-RSA-AES128-GCM-SHA256" },
+	{ BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	    "ECDHE-ECDSA-AES256-GCM-SHA384" },
+	{ BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	    "ECDHE-RSA-AES256-GCM-SHA384" },
+	{ BR_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+	    "ECDHE-ECDSA-AES128-SHA256" },
+	{ BR_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+	    "ECDHE-RSA-AES128-SHA256" },
+	{ BR_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,
+	    "ECDHE-ECDSA-AES256-SHA384" },
+	{ BR_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
+	    "ECDHE-RSA-AES256-SHA384" },
+};
+
+/* For -v: what was negotiated, and why the certificate is trusted. */
+static void
+tls_trace(struct conn *c)
+{
+	br_ssl_session_parameters sp;
+	const char *suite = "?";
+	size_t i;
+
+	if (!verbose)
+		return;
+	br_ssl_engine_get_session_parameters(&c->sc.eng, &sp);
+	for (i = 0; i < sizeof suite_names / sizeof suite_names[0]; i++)
+		if (suite_names[i].id == sp.cipher_suite)
+			suite = suite_names[i].name;
+	fprintf(stderr, "*** TLS 1.2, %s, certificate %s\n", suite,
+	    c->conf->pinned ? "matches tls_fingerprint" :
+	    "verified for the host name against ca_file");
+	explicit_bzero(&sp, sizeof sp);	/* it holds the master secret */
+}
+
+static const struct {
 	int		 code;
 	const char	*text;
 } tls_errors[] = {
@@ -809,6 +855,7 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 		return -1;
 	}
 	c->tls = 1;
+	tls_trace(c);
 	return 0;
 }
 

@@ -167,6 +167,10 @@ assert_eq "$(stat -c %s "$SMARTHOST_s465_OUT/plaintext.log")" 0 \
 suite s587
 assert_file_contains "$RELAY_ERR" ">>> STARTTLS" "s587: -v shows STARTTLS"
 assert_file_contains "$RELAY_ERR" "*** TLS started" "s587: -v shows TLS started"
+assert_file_contains "$RELAY_ERR" "*** TLS 1.2, ECDHE-" \
+    "s587: -v shows the TLS version and an ECDHE suite"
+assert_file_contains "$RELAY_ERR" "certificate verified for the host name" \
+    "s587: -v says how the certificate was trusted"
 p=$SMARTHOST_s587_OUT/plaintext.log
 assert_file_contains "$p" "STARTTLS" "s587: STARTTLS sent in clear"
 assert_file_lacks "$p" "AUTH" "s587: no AUTH in clear"
