@@ -28,6 +28,8 @@ set -eu
 dir=${1:?usage: pki.sh DIR}
 self=$(readlink -f "$0")
 mkdir -p "$(dirname "$dir")"
+# Absolute: the work below happens after a cd.
+dir=$(cd "$(dirname "$dir")" && pwd)/$(basename "$dir")
 
 uptodate() {
 	[ -f "$dir/.done" ] && [ "$dir/.done" -nt "$self" ] &&
