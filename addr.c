@@ -134,20 +134,34 @@ skip_pair(struct parser *p, size_t i, size_t *next)
 	return 0;
 }
 
+/*
+ * arr holds n elements in room for *cap: return it with room for one
+ * more (doubling), or NULL with the error set.
+ */
+static void *
+grow(struct parser *p, void *arr, size_t *cap, size_t n, size_t size)
+{
+	size_t want = *cap ? *cap * 2 : 16;
+	void *bigger;
+
+	if (n < *cap)
+		return arr;
+	if ((bigger = reallocarray(arr, want, size)) == NULL) {
+		(void)perr(p, "out of memory");
+		return NULL;
+	}
+	*cap = want;
+	return bigger;
+}
+
 static int
 push_tok(struct parser *p, enum toktype type, size_t start, size_t end)
 {
 	struct tok *t;
 
-	if (p->ntoks == p->tokcap) {
-		size_t cap = p->tokcap ? p->tokcap * 2 : 16;
-
-		t = reallocarray(p->toks, cap, sizeof(*t));
-		if (t == NULL)
-			return perr(p, "out of memory");
-		p->toks = t;
-		p->tokcap = cap;
-	}
+	if ((t = grow(p, p->toks, &p->tokcap, p->ntoks, sizeof(*t))) == NULL)
+		return -1;
+	p->toks = t;
 	t = &p->toks[p->ntoks++];
 	t->type = type;
 	t->ch = p->text[start];
@@ -460,15 +474,9 @@ add_mailbox(struct parser *p, size_t mb_start, size_t mb_end,
 	struct mailbox *mb;
 	char *addr;
 
-	if (p->nmbs == p->mbcap) {
-		size_t cap = p->mbcap ? p->mbcap * 2 : 4;
-
-		mb = reallocarray(p->mbs, cap, sizeof(*mb));
-		if (mb == NULL)
-			return perr(p, "out of memory");
-		p->mbs = mb;
-		p->mbcap = cap;
-	}
+	if ((mb = grow(p, p->mbs, &p->mbcap, p->nmbs, sizeof(*mb))) == NULL)
+		return -1;
+	p->mbs = mb;
 	if ((addr = malloc(p->slen + 1)) == NULL)
 		return perr(p, "out of memory");
 	memcpy(addr, p->scratch, p->slen);

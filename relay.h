@@ -205,7 +205,6 @@ void	 reply_init(struct reply *);
 struct delivery {
 	char	 relay[300];	/* conn_peer() of the smarthost used */
 	char	 last[512];	/* its final reply, sanitised, one line */
-	int	 accepted;	/* recipients the smarthost took */
 };
 
 /*

@@ -704,7 +704,6 @@ dialogue(struct session *s, struct msg *m, struct delivery *d)
 		return ex;
 	if ((ex = data(s, m)) != EX_OK)
 		return ex;
-	d->accepted = accepted;
 	reply_oneline(&s->r, d->last, sizeof d->last);
 	if ((size_t)accepted < m->nrcpts)
 		return refused_summary(s, m, accepted);
