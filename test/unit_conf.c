@@ -303,8 +303,26 @@ test_port_tls(void)
 static void
 test_credentials(void)
 {
+	/* The mode check on a file with an inline password (NULL: accepted). */
+	static const struct {
+		const char	*text;
+		mode_t		 mode;
+		const char	*want;
+	} modes[] = {
+		{ "host h\nuser me\npassword s3cret\n", 0640, NULL },
+		{ "host h\nuser me\npassword s3cret\n", 0644,
+		    CONF ":3: password given inline but " CONF " is readable "
+		    "by others (mode 0644): chmod o-rwx " CONF ", or use "
+		    "password_file" },
+		{ "host h\nuser me\npassword s3cret\n", 0602,
+		    CONF ":3: password given inline but " CONF " is writable "
+		    "by others (mode 0602): chmod o-rwx " CONF ", or use "
+		    "password_file" },
+		{ "host h\n", 0644, NULL },	/* no password: any mode */
+	};
 	struct conf c;
 	char err[ERRLEN];
+	size_t i;
 	int rv;
 
 	if (load_ok(&c, "host h\nuser me@example.com\npassword s3cret\n",
@@ -314,29 +332,16 @@ test_credentials(void)
 	}
 	conf_free(&c);
 
-	rv = load_text(&c, "host h\nuser me\npassword s3cret\n",
-	    0640, err);
-	CHECK(rv == 0, "inline password, mode 0640 accepted%s%s",
-	    err[0] ? ": " : "", err);
-	conf_free(&c);
-	rv = load_text(&c, "host h\nuser me\npassword s3cret\n",
-	    0644, err);
-	CHECK(rv == -1, "inline password, mode 0644 rejected");
-	CHECK_STR(err, CONF ":3: password given inline but " CONF " is "
-	    "readable by others (mode 0644): chmod o-rwx " CONF ", or use "
-	    "password_file", "mode 0644 message");
-	conf_free(&c);
-	rv = load_text(&c, "host h\nuser me\npassword s3cret\n",
-	    0602, err);
-	CHECK(rv == -1, "inline password, mode 0602 rejected");
-	CHECK_STR(err, CONF ":3: password given inline but " CONF " is "
-	    "writable by others (mode 0602): chmod o-rwx " CONF ", or use "
-	    "password_file", "mode 0602 message");
-	conf_free(&c);
-	rv = load_text(&c, "host h\n",
-	    0644, err);
-	CHECK(rv == 0, "no password, mode 0644 accepted");
-	conf_free(&c);
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		rv = load_text(&c, modes[i].text, modes[i].mode, err);
+		CHECK(rv == (modes[i].want == NULL ? 0 : -1),
+		    "mode %04o: %s", (unsigned)modes[i].mode,
+		    modes[i].want == NULL ? "accepted" : "rejected");
+		if (modes[i].want != NULL)
+			CHECK_STR(err, modes[i].want, "mode %04o message",
+			    (unsigned)modes[i].mode);
+		conf_free(&c);
+	}
 
 	expect_error("host h\ntls none\nuser me\npassword x\n",
 	    CONF ":2: tls none cannot be combined with user (credentials "

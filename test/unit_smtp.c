@@ -83,37 +83,53 @@ test_reply_limits(void)
 static void
 test_sanitise(void)
 {
+	static const struct {
+		const char	*in;
+		size_t		 inlen, outsize;
+		const char	*want, *what;
+	} cases[] = {
+		{ "ok text", 7, 64, "ok text", "printable text unchanged" },
+		{ "a\033[2Jb\r\n", 8, 64, "a\\033[2Jb\\015\\012",
+		    "escapes made visible" },
+		{ "a\0b", 3, 64, "a\\000b", "NUL does not truncate" },
+		{ "back\\slash", 10, 64, "back\\\\slash", "backslash doubled" },
+		{ "abcdef", 6, 4, "abc", "output bounded and terminated" },
+		{ "\001\002", 2, 4, "",
+		    "an escape that does not fit is dropped whole" },
+	};
 	char out[64];
+	size_t i;
 
-	sanitise(out, sizeof out, "ok text", 7);
-	CHECK_STR(out, "ok text", "printable text unchanged");
-	sanitise(out, sizeof out, "a\033[2Jb\r\n", 8);
-	CHECK_STR(out, "a\\033[2Jb\\015\\012", "escapes made visible");
-	sanitise(out, sizeof out, "a\0b", 3);
-	CHECK_STR(out, "a\\000b", "NUL does not truncate");
-	sanitise(out, sizeof out, "back\\slash", 10);
-	CHECK_STR(out, "back\\\\slash", "backslash doubled");
-	sanitise(out, 4, "abcdef", 6);
-	CHECK_STR(out, "abc", "output bounded and terminated");
-	sanitise(out, 4, "\001\002", 2);
-	CHECK_STR(out, "", "an escape that does not fit is dropped whole");
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		sanitise(out, cases[i].outsize, cases[i].in, cases[i].inlen);
+		CHECK_STR(out, cases[i].want, "%s", cases[i].what);
+	}
 }
 
 static void
 test_base64(void)
 {
+	/* RFC 4648 10, and the AUTH PLAIN token of "user", "secret". */
+	static const struct {
+		const char	*in;
+		size_t		 inlen;
+		const char	*want;
+	} vectors[] = {
+		{ "", 0, "" }, { "f", 1, "Zg==" }, { "fo", 2, "Zm8=" },
+		{ "foo", 3, "Zm9v" }, { "foob", 4, "Zm9vYg==" },
+		{ "fooba", 5, "Zm9vYmE=" }, { "foobar", 6, "Zm9vYmFy" },
+		{ "\0user\0secret", 12, "AHVzZXIAc2VjcmV0" },
+	};
 	char out[64];
+	size_t i;
 
-	CHECK(b64_encode(out, sizeof out, "", 0) == 0 && out[0] == '\0',
-	    "empty input");
-	b64_encode(out, sizeof out, "f", 1);
-	CHECK_STR(out, "Zg==", "RFC 4648 vector f");
-	b64_encode(out, sizeof out, "fo", 2);
-	CHECK_STR(out, "Zm8=", "RFC 4648 vector fo");
-	b64_encode(out, sizeof out, "foobar", 6);
-	CHECK_STR(out, "Zm9vYmFy", "RFC 4648 vector foobar");
-	b64_encode(out, sizeof out, "\0user\0secret", 12);
-	CHECK_STR(out, "AHVzZXIAc2VjcmV0", "AUTH PLAIN token with NULs");
+	for (i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+		CHECK(b64_encode(out, sizeof out, vectors[i].in,
+		    vectors[i].inlen) == (ssize_t)strlen(vectors[i].want),
+		    "Base64 of %zu octets: length", vectors[i].inlen);
+		CHECK_STR(out, vectors[i].want, "Base64 of %zu octets",
+		    vectors[i].inlen);
+	}
 	CHECK(b64_encode(out, 5, "abc", 3) == 4, "exact fit accepted");
 	CHECK(b64_encode(out, 4, "abc", 3) == -1, "too small refused");
 	CHECK(b64_encode(out, 0, "", 0) == -1, "zero-sized buffer refused");
