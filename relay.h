@@ -8,10 +8,12 @@
 
 #include <sys/types.h>
 #include <stddef.h>
+#include <time.h>
 
 #define RELAY_VERSION		"0.1"
 #define RELAY_CONF_DEFAULT	"/etc/relay.conf"
 #define RELAY_CA_DEFAULT	"/etc/ssl/certs/ca-certificates.crt"
+#define RELAY_QUEUE_DEFAULT	"/var/spool/relay"
 
 /* RFC 5321 4.5.3.1: limits on what goes into a command line. */
 #define ADDR_MAX	256	/* path, without the angle brackets */
@@ -58,6 +60,11 @@ struct conf {
 	struct alias	*aliases;
 	size_t		 naliases;
 	enum log_dest	 log;
+	char		*queue;		/* queue directory; NULL: "queue none" */
+	char		*spool;		/* spool directory to take in, or NULL */
+	int		 retry_min;	/* seconds after the first failed try, */
+	int		 retry_max;	/*   doubling up to this */
+	int		 max_age;	/* seconds in the queue before bouncing */
 };
 
 /*
@@ -125,6 +132,7 @@ struct msg {
 	struct header	*hdrs;
 	size_t		 nhdrs;
 	int		 spoolfd;	/* body, CRLF lines, not dot-stuffed */
+	off_t		 bodyoff;	/*   starting here in spoolfd */
 	off_t		 bodylen;
 	int		 body8;		/* the body has octets >= 0x80 */
 	int		 body_notutf8;	/*   and they are not UTF-8 */
@@ -152,6 +160,21 @@ int	 msg_send(const struct msg *, msg_put_fn put, void *ctx);
  */
 int	 msg_to_7bit(struct msg *, char *err, size_t errlen);
 void	 msg_free(struct msg *);
+/*
+ * The queue's copy of a message: the header block, an empty line and the
+ * body, all lines CRLF, not dot-stuffed, no terminator.  msg_write puts it
+ * on fd (buffered, no fsync) and returns 0, or -1 with errno set.
+ */
+int	 msg_write(const struct msg *, int fd);
+/*
+ * Take a message back from such a file: the header block is read into
+ * memory, the body stays in the file (m->spoolfd is a dup of fd, from
+ * m->bodyoff on).  body8/notutf8 are what msg_read found in the
+ * body (kept in the queue entry).  The envelope (sender, rcpts) is the
+ * caller's to fill.  Returns 0 (EX_OK) or a sysexits code with err set.
+ */
+int	 msg_load(struct msg *, int fd, int body8, int notutf8, char *err,
+	    size_t errlen);
 
 /* ---- tls.c: the connection, plain or TLS ------------------------------ */
 
@@ -207,13 +230,132 @@ struct delivery {
 	char	 last[512];	/* its final reply, sanitised, one line */
 };
 
+struct smtp;
+
 /*
- * Hand the message to the smarthost.  Returns a sysexits code; err says
- * why when it is not EX_OK.  Per-recipient results land in msg->rcpts.
+ * A session with the smarthost: connect, greeting, EHLO, STARTTLS, AUTH.
+ * Returns NULL with err set and *exitcode a sysexits code.  d->relay is
+ * set whenever a connection was made.
  */
-int	 smtp_deliver(const struct conf *, struct msg *, struct delivery *,
+struct smtp *smtp_open(const struct conf *, struct delivery *d,
+	    int *exitcode, char *err, size_t errlen);
+/*
+ * One transaction (RSET first unless it is the session's first): MAIL,
+ * RCPT, DATA.  Afterwards each msg->rcpts[i].code is that recipient's
+ * outcome (2xx taken, 4xx/5xx refused, 0 unknown: the session failed
+ * before an answer) with .reply the reply as one line.  A refusal of the
+ * whole message (MAIL, DATA, end of data, SIZE, no 8-bit conversion)
+ * is copied to every recipient it concerns.  Returns EX_OK when every
+ * recipient was taken, else a sysexits code with err set.
+ */
+int	 smtp_send(struct smtp *, struct msg *, struct delivery *d,
 	    char *err, size_t errlen);
+/* Can the session take another transaction? */
+int	 smtp_usable(const struct smtp *);
+/* QUIT (when still possible), close, free. */
+void	 smtp_close(struct smtp *);
 extern int verbose;		/* -v: SMTP dialogue on stderr */
+
+/* ---- queue.c: the durable queue ------------------------------------ */
+
+#define QUEUE_VERSION	1	/* of the envelope file format */
+
+enum rstate { RS_PENDING, RS_SENT, RS_FAILED };
+
+struct qrcpt {
+	char		*addr;
+	enum rstate	 state;
+	char		*reply;		/* last reply or error, one line, or NULL */
+};
+
+struct qentry {
+	char		 id[32];
+	int		 failed;	/* lives in failed/, not queue/ */
+	uid_t		 uid;		/* real uid of the submitter */
+	time_t		 created;
+	time_t		 last_attempt;	/* 0: never tried */
+	time_t		 next_attempt;	/* 0: at once */
+	unsigned	 attempts;
+	off_t		 size;		/* RFC 1870 size of the message */
+	int		 body8;		/* what msg_read found in the body */
+	int		 body_notutf8;
+	char		*sender;	/* "" is the null sender */
+	struct qrcpt	*rcpts;
+	size_t		 nrcpts;
+	char		*origin;	/* "stdin", "spool NAME", "bounce ID" */
+	char		*last_error;	/* why the last try failed, or NULL */
+	char		*reason;	/* failed/ only: why it is there */
+	int		 msgfd;		/* message file, locked, or -1 */
+};
+
+struct queue {
+	char		*dir;
+	int		 fd;		/* the queue directory */
+	int		 tmpfd;		/* its tmp/, queue/, failed/ */
+	int		 queuefd;
+	int		 failedfd;
+};
+
+/* Open (creating what is missing, mode 0700) the queue directory. */
+int	 queue_open(struct queue *, const char *dir, char *err, size_t errlen);
+void	 queue_close(struct queue *);
+/*
+ * Make a message durable: message and envelope written, fsync'd, moved
+ * into queue/ in one rename.  On success e is filled and holds the lock.
+ * Returns EX_OK, or EX_TEMPFAIL/EX_CANTCREAT with err set and nothing
+ * left behind.
+ */
+int	 queue_add(struct queue *, const struct msg *, const char *origin,
+	    struct qentry *e, char *err, size_t errlen);
+/* Ids in queue/ (or failed/), oldest first.  Returns 0 or -1 (err). */
+int	 queue_ids(struct queue *, int failed, char ***ids, size_t *nids,
+	    char *err, size_t errlen);
+void	 queue_ids_free(char **, size_t);
+/*
+ * Lock entry id (non-blocking) and read its envelope.  Returns 0 when
+ * locked and loaded, 1 when another process holds it or it is gone, -1
+ * when it cannot be read (err says why; the entry is left alone).
+ */
+int	 queue_lock(struct queue *, const char *id, struct qentry *e,
+	    char *err, size_t errlen);
+/* Read an entry without locking it (mailq).  Returns 0, 1 (gone), -1. */
+int	 queue_peek(struct queue *, int failed, const char *id,
+	    struct qentry *e, char *err, size_t errlen);
+/* Replace the envelope of a locked entry atomically (new file, rename). */
+int	 queue_save(struct queue *, struct qentry *, char *err, size_t errlen);
+/* Delivered: remove a locked entry. */
+int	 queue_remove(struct queue *, struct qentry *, char *err,
+	    size_t errlen);
+/* Give up: move a locked entry to failed/, e->reason saying why. */
+int	 queue_fail(struct queue *, struct qentry *, char *err, size_t errlen);
+/* Release the lock and free the entry. */
+void	 qentry_free(struct qentry *);
+/* The envelope file format, both ways (also for the fuzzer). */
+int	 qentry_parse(struct qentry *, const char *text, size_t len,
+	    char *err, size_t errlen);
+char	*qentry_format(const struct qentry *);
+
+/* ---- bounce.c: delivery status notifications (RFC 3464) --------------- */
+
+/*
+ * Queue a report to e's sender about the recipients listed in which[]
+ * (indexes into e->rcpts, each RS_FAILED with its reply), sent from the
+ * null sender.  The new entry is returned in *b, locked, for the caller
+ * to deliver.  Never call it for a null-sender entry.  Returns EX_OK or
+ * a sysexits code with err set.
+ */
+int	 bounce_add(struct queue *, const struct conf *, const struct qentry *e,
+	    const size_t *which, size_t nwhich, struct qentry *b, char *err,
+	    size_t errlen);
+/*
+ * The report itself, as bounce_add queues it: written to fd (LF or CRLF
+ * lines; msg_read canonicalises), the original header block read from
+ * e->msgfd.  now is the time the report says it was made.  Returns 0, or
+ * -1 with err set.
+ */
+int	 bounce_write(int fd, const struct conf *, const struct qentry *e,
+	    const size_t *which, size_t nwhich, time_t now, char *err,
+	    size_t errlen);
 
 /* ---- shared helpers (util.c) ------------------------------------------ */
 

@@ -1,0 +1,2 @@
+/* bounce.c: being written (issue 3). */
+#include "relay.h"

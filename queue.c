@@ -1,0 +1,2 @@
+/* queue.c: being written (issue 3). */
+#include "relay.h"
