@@ -2,12 +2,15 @@
 # (against a build with AddressSanitizer and UBSan), `make install` installs.
 
 PROG	= relay
-SRCS	= relay.c conf.c addr.c msg.c smtp.c tls.c queue.c bounce.c util.c
+SRCS	= relay.c conf.c addr.c msg.c smtp.c tls.c queue.c flush.c spool.c bounce.c mailq.c util.c
 OBJS	= $(SRCS:.c=.o)
 
 PREFIX	?= /usr/local
 SBINDIR	?= $(PREFIX)/sbin
 MANDIR	?= $(PREFIX)/share/man
+EXAMPLEDIR ?= $(PREFIX)/share/relay
+# The default queue directory: RELAY_QUEUE_DEFAULT in relay.h.
+QUEUEDIR = /var/spool/relay
 
 CC	?= cc
 CFLAGS	?= -O2 -g
@@ -74,6 +77,10 @@ fuzz:
 		    test/tmp/corpus_$$f || exit 1; \
 	done
 
+# The cron.d file and the systemd units go to EXAMPLEDIR with the path of
+# the installed relay, for the administrator to copy (README): nothing is
+# enabled.  An existing queue directory is left alone (its mode or owner
+# may have been changed on purpose).
 install: $(PROG)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man8
@@ -86,6 +93,13 @@ install: $(PROG)
 	ln -sf relay.8 $(DESTDIR)$(MANDIR)/man8/mailq.8
 	ln -sf relay.8 $(DESTDIR)$(MANDIR)/man8/newaliases.8
 	install -m 644 relay.conf.5 $(DESTDIR)$(MANDIR)/man5/relay.conf.5
+	install -d $(DESTDIR)$(EXAMPLEDIR)
+	for f in relay.cron relay-queue.service relay-queue.timer; do \
+		sed 's|/usr/local/sbin/relay|$(SBINDIR)/$(PROG)|g' $$f \
+		    >$(DESTDIR)$(EXAMPLEDIR)/$$f && \
+		chmod 644 $(DESTDIR)$(EXAMPLEDIR)/$$f || exit 1; \
+	done
+	test -d $(DESTDIR)$(QUEUEDIR) || install -d -m 700 $(DESTDIR)$(QUEUEDIR)
 
 # A self-contained demonstration: a cron mail through ./relay to a local
 # test smarthost (test/demo.sh).  Not part of check.

@@ -38,9 +38,12 @@ struct parser {
 	mode_t		 mode;		/* of the configuration file */
 	size_t		 seen[MAXKEYWORDS];	/* line of each keyword, or 0 */
 	size_t		*alias_line;	/* line of each conf->aliases entry */
+	int		 queue_none;	/* "queue none" was given */
 	char		*err;
 	size_t		 errlen;
 };
+
+enum { RETRY_MIN, RETRY_MAX, MAX_AGE };	/* kw_retry's field */
 
 static int	kw_host(struct parser *, const struct keyword *, char *);
 static int	kw_port(struct parser *, const struct keyword *, char *);
@@ -58,6 +61,9 @@ static int	kw_tls_fingerprint(struct parser *, const struct keyword *,
 static int	kw_alias(struct parser *, const struct keyword *, char *);
 static int	kw_log(struct parser *, const struct keyword *, char *);
 static int	kw_timeout(struct parser *, const struct keyword *, char *);
+static int	kw_queue(struct parser *, const struct keyword *, char *);
+static int	kw_spool(struct parser *, const struct keyword *, char *);
+static int	kw_retry(struct parser *, const struct keyword *, char *);
 
 static const struct keyword keywords[] = {
 	{ "host",		kw_host,		0,		0 },
@@ -79,9 +85,21 @@ static const struct keyword keywords[] = {
 	{ "timeout_data_init",	kw_timeout,	TMO_DATA_INIT,		0 },
 	{ "timeout_data_block",	kw_timeout,	TMO_DATA_BLOCK,		0 },
 	{ "timeout_data_end",	kw_timeout,	TMO_DATA_END,		0 },
+	{ "queue",		kw_queue,		0,		0 },
+	{ "spool",		kw_spool,		0,		0 },
+	{ "retry_min",		kw_retry,		RETRY_MIN,	0 },
+	{ "retry_max",		kw_retry,		RETRY_MAX,	0 },
+	{ "max_age",		kw_retry,		MAX_AGE,	0 },
 };
 #define NKEYWORDS	(sizeof(keywords) / sizeof(keywords[0]))
 typedef char seen_is_big_enough[NKEYWORDS <= MAXKEYWORDS ? 1 : -1];
+
+/* RFC 5321 4.5.4.1: give up after 4-5 days.  A submission client may
+ * retry sooner than its 30 minutes, as dma and nullmailer do. */
+#define DEFAULT_RETRY_MIN	(5 * 60)
+#define DEFAULT_RETRY_MAX	(4 * 3600)
+#define DEFAULT_MAX_AGE		(5 * 86400)
+#define DURATION_MAX		(366 * 86400)
 
 /* RFC 5321 4.5.3.2. */
 static const int default_timeout[TMO_COUNT] = {
@@ -552,10 +570,90 @@ kw_tls_fingerprint(struct parser *p, const struct keyword *kw, char *value)
 	return 0;
 }
 
+/* Units a duration may carry: "300", "300s", "5m", "4h", "5d". */
+static const struct {
+	char	 unit;
+	int	 seconds;
+} units[] = {
+	{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+};
+
+static int
+duration(struct parser *p, const struct keyword *kw, const char *value,
+    int max, int *out)
+{
+	char buf[SHOWN], num[16];
+	const char *errstr = "not a number";
+	size_t len = strlen(value), i;
+	long long n = 0;
+	int scale = 1;
+
+	if (len > 1 && !isdigit((unsigned char)value[len - 1])) {
+		scale = 0;
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (value[len - 1] == units[i].unit)
+				scale = units[i].seconds;
+		len--;
+	}
+	if (scale != 0 && len > 0 && len < sizeof(num) &&
+	    isdigit((unsigned char)value[0])) {
+		memcpy(num, value, len);
+		num[len] = '\0';
+		n = strtonum(num, 1, max / scale, &errstr);
+	}
+	if (scale == 0 || errstr != NULL)
+		return perr(p, "%s \"%s\" is not a duration from 1s to %dd (a "
+		    "number with an optional unit s, m, h or d, as in 5m)",
+		    kw->name, shown(buf, sizeof(buf), value), max / 86400);
+	*out = (int)(n * scale);
+	return 0;
+}
+
 static int
 kw_timeout(struct parser *p, const struct keyword *kw, char *value)
 {
-	return number(p, kw, value, 1, 86400, &p->conf->timeout[kw->arg]);
+	return duration(p, kw, value, 86400, &p->conf->timeout[kw->arg]);
+}
+
+static int
+kw_retry(struct parser *p, const struct keyword *kw, char *value)
+{
+	int *field[] = {
+		[RETRY_MIN] = &p->conf->retry_min,
+		[RETRY_MAX] = &p->conf->retry_max,
+		[MAX_AGE] = &p->conf->max_age,
+	};
+
+	return duration(p, kw, value, DURATION_MAX, field[kw->arg]);
+}
+
+/* "none": no queue; a failure the caller must retry exits 75. */
+static int
+kw_queue(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN];
+
+	if (strcmp(value, "none") == 0) {
+		free(p->conf->queue);
+		p->conf->queue = NULL;
+		p->queue_none = 1;
+		return 0;
+	}
+	if (value[0] != '/')
+		return perr(p, "%s \"%s\" must be an absolute path or \"none\"",
+		    kw->name, shown(buf, sizeof(buf), value));
+	return set_string(p, &p->conf->queue, value);
+}
+
+static int
+kw_spool(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN];
+
+	if (value[0] != '/')
+		return perr(p, "%s \"%s\" must be an absolute path", kw->name,
+		    shown(buf, sizeof(buf), value));
+	return set_string(p, &p->conf->spool, value);
 }
 
 static void
@@ -892,6 +990,12 @@ finish(struct parser *p)
 	if (c->ca_file == NULL &&
 	    set_string(p, &c->ca_file, RELAY_CA_DEFAULT) == -1)
 		return -1;
+	if (c->queue == NULL && !p->queue_none &&
+	    set_string(p, &c->queue, RELAY_QUEUE_DEFAULT) == -1)
+		return -1;
+	if (c->spool != NULL && c->queue == NULL)
+		return ferr(p, "spool %s needs a queue (it is \"queue none\")",
+		    c->spool);
 	return 0;
 }
 
@@ -934,6 +1038,9 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	for (i = 0; i < TMO_COUNT; i++)
 		c->timeout[i] = default_timeout[i];
 	c->log = LOGTO_SYSLOG;
+	c->retry_min = DEFAULT_RETRY_MIN;
+	c->retry_max = DEFAULT_RETRY_MAX;
+	c->max_age = DEFAULT_MAX_AGE;
 
 	if ((c->path = strdup(path)) == NULL)
 		return ferr(&p, "%s", strerror(errno));
@@ -976,6 +1083,8 @@ conf_free(struct conf *c)
 	free(c->domain);
 	free(c->helo);
 	free(c->ca_file);
+	free(c->queue);
+	free(c->spool);
 	memset(c, 0, sizeof(*c));
 }
 

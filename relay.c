@@ -1,7 +1,8 @@
 /*
- * relay: take one message from the caller, as sendmail(8) would, and hand
- * it to the configured smarthost; the exit status tells the caller the
- * truth (sysexits(3)).
+ * relay: take one message from the caller, as sendmail(8) would, make it
+ * durable in the queue and hand it to the configured smarthost; or, as
+ * "relay -q", deliver what waits in the queue; or, as mailq, list it.
+ * The exit status tells the caller the truth (sysexits(3)).
  */
 #include <err.h>
 #include <fcntl.h>
@@ -17,9 +18,14 @@
 
 #include "relay.h"
 
+enum mode { MODE_SEND, MODE_FLUSH, MODE_LIST };
+
 struct args {
 	struct msgopts	 mo;
 	const char	*conf_path;
+	enum mode	 mode;
+	int		 force;		/* -qf: every entry, due or not */
+	const char	*only;		/* -qI: this entry only */
 };
 
 enum argkind { FLAG, ARG, GLUED };	/* GLUED: optional, only -xARG */
@@ -96,26 +102,38 @@ unimplemented(const char *what)
 static void
 opt_b(struct args *a, const char *arg)
 {
-	(void)a;
 	if (strcmp(arg, "m") == 0)
 		return;			/* deliver mail: what we do anyway */
 	if (strcmp(arg, "i") == 0)
 		exit(EX_OK);		/* newaliases: aliases live in relay.conf */
+	if (strcmp(arg, "p") == 0) {
+		a->mode = MODE_LIST;
+		return;
+	}
 	if (strcmp(arg, "s") == 0)
 		unimplemented("-bs (SMTP on standard input)");
-	if (strcmp(arg, "p") == 0)
-		unimplemented("-bp (listing the queue)");
 	if (strcmp(arg, "d") == 0 || strcmp(arg, "D") == 0)
 		unimplemented("-bd (daemon mode; relay never runs as one)");
 	errx(EX_USAGE, "unknown mode -b%s", arg);
 }
 
+/*
+ * -q: due entries; -qf: all of them now; -qIID: that one now.  An
+ * interval (-q30m) would start sendmail's daemon; we run the queue once,
+ * which is what cron wants.
+ */
 static void
 opt_q(struct args *a, const char *arg)
 {
-	(void)a;
-	(void)arg;
-	unimplemented("-q (running the queue)");
+	a->mode = MODE_FLUSH;
+	if (strcmp(arg, "f") == 0)
+		a->force = 1;
+	else if (arg[0] == 'I' && arg[1] != '\0') {
+		a->force = 1;
+		a->only = arg + 1;
+	} else if (arg[0] == 'I')
+		errx(EX_USAGE, "-qI needs a queue id, as in -qI%s",
+		    "6921b3c5a1f03e");
 }
 
 static const struct option options[] = {
@@ -219,12 +237,12 @@ status_word(int ex)
 	}
 }
 
-/* One line per message: who, to whom, how big, where, what it said. */
+/* "queue none": one line per message, as the queue's log has per try. */
 static void
-log_delivery(const struct conf *conf, const struct msg *m,
+log_direct(const struct conf *conf, const struct msg *m,
     const struct delivery *d, int ex, const char *err, double secs)
 {
-	char to[1024] = "", addr[ADDR_MAX + 4], line[3072], where[300];
+	char to[1024] = "", addr[ADDR_MAX + 4];
 	size_t i;
 
 	/* Whole addresses only: a cut one would name someone else. */
@@ -239,21 +257,13 @@ log_delivery(const struct conf *conf, const struct msg *m,
 		}
 		strlcat(to, addr, sizeof to);
 	}
-	if (d->relay[0] != '\0')
-		strlcpy(where, d->relay, sizeof where);
-	else
-		snprintf(where, sizeof where, "%s:%d", conf->host, conf->port);
-	snprintf(line, sizeof line, "from=<%s> to=%s size=%lld relay=%s "
-	    "status=%s reply=\"%s\" duration=%.2fs%s%s%s%s%s",
-	    m->sender, to, (long long)m->size, where, status_word(ex),
-	    d->last, secs,
-	    m->note ? " note=\"" : "", m->note ? m->note : "",
-	    m->note ? "\"" : "", ex != EX_OK ? " error=" : "",
-	    ex != EX_OK ? err : "");
-	if (conf->log == LOGTO_STDERR)
-		fprintf(stderr, "%s: %s\n", getprogname(), line);
-	else
-		syslog(ex == EX_OK ? LOG_INFO : LOG_ERR, "%s", line);
+	log_line(conf, ex == EX_OK, "from=<%s> to=%s size=%lld relay=%s "
+	    "status=%s reply=\"%s\" duration=%.2fs uid=%lu%s%s%s%s%s",
+	    m->sender, to, (long long)m->size, d->relay[0] != '\0' ?
+	    d->relay : conf->host, status_word(ex), d->last, secs,
+	    (unsigned long)getuid(), m->note ? " note=\"" : "",
+	    m->note ? m->note : "", m->note ? "\"" : "",
+	    ex != EX_OK ? " error=" : "", ex != EX_OK ? err : "");
 }
 
 static double
@@ -266,32 +276,106 @@ elapsed(const struct timespec *start)
 	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* No queue: the caller learns every outcome from the exit status. */
 static int
-send_message(const struct args *a, const struct conf *conf)
+send_direct(const struct conf *conf, struct msg *m)
 {
-	struct msg m;
+	struct smtp *s;
 	struct delivery d;
 	struct timespec start;
 	char err[ERRLEN];
 	int ex;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	if (conf->log == LOGTO_SYSLOG)
-		openlog(getprogname(), LOG_PID, LOG_MAIL);
+	if ((s = smtp_open(conf, &d, &ex, err, sizeof err)) != NULL) {
+		ex = smtp_send(s, m, &d, err, sizeof err);
+		smtp_close(s);
+	}
+	if (ex != EX_OK)
+		warnx("%s", err);
+	log_direct(conf, m, &d, ex, err, elapsed(&start));
+	return ex;
+}
+
+/* Durable first, then at once; what cannot go now waits for relay -q. */
+static int
+send_queued(const struct conf *conf, struct msg *m)
+{
+	struct queue q;
+	struct qentry e;
+	struct run r;
+	char err[ERRLEN];
+	int ex;
+
+	if ((ex = queue_open(&q, conf->queue, err, sizeof err)) == EX_OK &&
+	    (ex = queue_add(&q, m, "stdin", &e, err, sizeof err)) != EX_OK)
+		queue_close(&q);
+	if (ex != EX_OK) {
+		warnx("%s", err);
+		log_line(conf, 0, "from=<%s> size=%lld status=failed uid=%lu "
+		    "error=%s", m->sender, (long long)m->size,
+		    (unsigned long)getuid(), err);
+		return ex;
+	}
+	run_init(&r, conf, &q);
+	ex = run_new(&r, &e, 1);
+	qentry_free(&e);
+	spool_intake(&r);
+	run_finish(&r);
+	queue_close(&q);
+	return ex;
+}
+
+static int
+send_message(const struct args *a, const struct conf *conf)
+{
+	struct msg m;
+	char err[ERRLEN];
+	int ex;
+
 	if ((ex = msg_read(&m, STDIN_FILENO, &a->mo, conf, err,
 	    sizeof err)) != EX_OK) {
 		warnx("%s", err);
 		/* Callers such as cron drop our stderr: keep a trace. */
 		if (conf->log == LOGTO_SYSLOG)
-			syslog(LOG_ERR, "status=%s error=%s", status_word(ex),
-			    err);
+			syslog(LOG_ERR, "status=%s uid=%lu error=%s",
+			    status_word(ex), (unsigned long)getuid(), err);
 		return ex;
 	}
-	ex = smtp_deliver(conf, &m, &d, err, sizeof err);
-	if (ex != EX_OK)
-		warnx("%s", err);
-	log_delivery(conf, &m, &d, ex, err, elapsed(&start));
+	if (conf->queue == NULL)
+		ex = send_direct(conf, &m);
+	else
+		ex = send_queued(conf, &m);
 	msg_free(&m);
+	return ex;
+}
+
+/* relay -q: the spool, then every due entry, over one session. */
+static int
+flush(const struct args *a, const struct conf *conf)
+{
+	struct queue q;
+	struct run r;
+	char err[ERRLEN];
+	int ex;
+
+	if (conf->queue == NULL)
+		return EX_OK;		/* "queue none": nothing can wait */
+	if ((ex = queue_open(&q, conf->queue, err, sizeof err)) != EX_OK) {
+		warnx("%s", err);
+		return ex;
+	}
+	queue_tidy(&q);
+	run_init(&r, conf, &q);
+	r.force = a->force;
+	if (a->only != NULL)
+		run_entry(&r, a->only);
+	else {
+		spool_intake(&r);
+		ex = run_queue(&r);
+	}
+	run_finish(&r);
+	queue_close(&q);
 	return ex;
 }
 
@@ -310,21 +394,36 @@ main(int argc, char *argv[])
 	name = getprogname();
 	if (strcmp(name, "newaliases") == 0)
 		return EX_OK;		/* aliases live in relay.conf */
-	if (strcmp(name, "mailq") == 0)
-		unimplemented("mailq (listing the queue)");
 
-	memset(&a, 0, sizeof a);
+	memset(&a, 0, sizeof(a));
 	a.mo.dotend = 1;
+	if (strcmp(name, "mailq") == 0)
+		a.mode = MODE_LIST;
 	first = parse_args(&a, argc, argv);
 	a.mo.argv_rcpts = argv + first;
 	a.mo.nargv = (size_t)(argc - first);
+	if (a.mode != MODE_SEND && a.mo.nargv > 0)
+		errx(EX_USAGE, "%s takes no recipients", a.mode == MODE_LIST ?
+		    "listing the queue" : "running the queue");
 	if (a.conf_path == NULL)
 		a.conf_path = getenv("RELAY_CONF");
 	if (a.conf_path == NULL || *a.conf_path == '\0')
 		a.conf_path = RELAY_CONF_DEFAULT;
 	if (conf_load(&conf, a.conf_path, err, sizeof err) == -1)
 		errx(EX_CONFIG, "%s", err);
-	ex = send_message(&a, &conf);
+	if (conf.log == LOGTO_SYSLOG)
+		openlog(getprogname(), LOG_PID, LOG_MAIL);
+	switch (a.mode) {
+	case MODE_LIST:
+		ex = mailq(&conf);
+		break;
+	case MODE_FLUSH:
+		ex = flush(&a, &conf);
+		break;
+	default:
+		ex = send_message(&a, &conf);
+		break;
+	}
 	conf_free(&conf);
 	return ex;
 }

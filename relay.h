@@ -228,6 +228,8 @@ void	 reply_init(struct reply *);
 struct delivery {
 	char	 relay[300];	/* conn_peer() of the smarthost used */
 	char	 last[512];	/* its final reply, sanitised, one line */
+	int	 unsent;	/* smtp_send: the session died before the
+				   message went out; safe to try again */
 };
 
 struct smtp;
@@ -307,6 +309,17 @@ void	 queue_close(struct queue *);
  */
 int	 queue_add(struct queue *, const struct msg *, const char *origin,
 	    struct qentry *e, char *err, size_t errlen);
+/* The same under a chosen id (see queue_new_id); EEXIST if it is taken. */
+int	 queue_add_as(struct queue *, const struct msg *, const char *origin,
+	    const char *id, struct qentry *e, char *err, size_t errlen);
+/* A fresh id: creation time and randomness, sorting by age. */
+void	 queue_new_id(char *id, size_t idlen);
+/*
+ * Keep what never became a message (a bad spool file) in failed/ID:
+ * srcfd's bytes (none if -1) and why.  Returns EX_OK or a sysexits code.
+ */
+int	 queue_add_failed(struct queue *, const char *id, int srcfd,
+	    const char *origin, const char *why, char *err, size_t errlen);
 /* Ids in queue/ (or failed/), oldest first.  Returns 0 or -1 (err). */
 int	 queue_ids(struct queue *, int failed, char ***ids, size_t *nids,
 	    char *err, size_t errlen);
@@ -328,6 +341,8 @@ int	 queue_remove(struct queue *, struct qentry *, char *err,
 	    size_t errlen);
 /* Give up: move a locked entry to failed/, e->reason saying why. */
 int	 queue_fail(struct queue *, struct qentry *, char *err, size_t errlen);
+/* Remove what a crash left in tmp/ (an hour old, not locked). */
+void	 queue_tidy(struct queue *);
 /* Release the lock and free the entry. */
 void	 qentry_free(struct qentry *);
 /* The envelope file format, both ways (also for the fuzzer). */
@@ -357,8 +372,51 @@ int	 bounce_write(int fd, const struct conf *, const struct qentry *e,
 	    const size_t *which, size_t nwhich, time_t now, char *err,
 	    size_t errlen);
 
+/* ---- flush.c: delivering queue entries -------------------------------- */
+
+/* One run of relay: a submission or a flush, over one session. */
+struct run {
+	const struct conf	*conf;
+	struct queue		*q;
+	struct smtp		*smtp;		/* open session, or NULL */
+	struct delivery		 d;
+	int			 down;		/* a connect failed this run */
+	int			 down_ex;
+	char			 down_err[ERRLEN];
+	int			 force;		/* ignore next-attempt */
+	char			**later;	/* reports queued in the run */
+	size_t			 nlater;
+};
+
+void	 run_init(struct run *, const struct conf *, struct queue *);
+/*
+ * A fresh entry (locked, from queue_add): try it at once.  Returns EX_OK
+ * when it was sent or stays queued.  If the caller waits (a submission)
+ * and every recipient is refused, the entry is not kept and the sysexits
+ * code is returned: the caller has the message and the error.
+ */
+int	 run_new(struct run *, struct qentry *, int caller_waits);
+/* Lock and deliver one entry if it is due (or r->force). */
+void	 run_entry(struct run *, const char *id);
+/* Every entry in the queue, oldest first. */
+int	 run_queue(struct run *);
+/* Deliver the reports made during the run, end the session. */
+void	 run_finish(struct run *);
+
+/* ---- spool.c: taking in a spool directory ----------------------------- */
+
+/* Move every complete file of conf->spool into the queue, deliver it. */
+void	 spool_intake(struct run *);
+
+/* ---- mailq.c: listing the queue ------------------------------------------ */
+
+int	 mailq(const struct conf *);
+
 /* ---- shared helpers (util.c) ------------------------------------------ */
 
+/* One log line: syslog LOG_MAIL (LOG_INFO if ok, else LOG_ERR) or stderr. */
+void	 log_line(const struct conf *, int ok, const char *fmt, ...)
+	    __attribute__((__format__(__printf__, 3, 4)));
 /* Copy src to dst making it safe for a terminal or syslog (vis-encoded). */
 void	 sanitise(char *dst, size_t dstlen, const char *src, size_t srclen);
 /* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */

@@ -1,7 +1,8 @@
 /*
  * The SMTP submission dialogue (RFC 5321, 3207, 4954, 2920, 1870, 6152):
- * greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, QUIT.  It knows
- * nothing of files: the message reaches it through msg_send().
+ * greeting, EHLO, STARTTLS, AUTH, then MAIL, RCPT, DATA for each message
+ * (RSET between them), QUIT.  It knows nothing of files: each message
+ * reaches it through msg_send().
  */
 #include <ctype.h>
 #include <errno.h>
@@ -31,7 +32,7 @@ struct caps {
 	char	 auth[128];	/* mechanisms as offered, for messages */
 };
 
-struct session {
+struct smtp {
 	const struct conf	*conf;
 	struct conn		*c;
 	struct caps		 caps;
@@ -40,6 +41,9 @@ struct session {
 	char			*err;
 	size_t			 errlen;
 	int			 broken;	/* no further command possible */
+	int			 transactions;	/* MAILs sent so far */
+	int			 data_ok;	/* this one's message taken */
+	int			 dot_sent;	/*   or maybe taken */
 };
 
 /* ---- replies ------------------------------------------------------------- */
@@ -133,7 +137,7 @@ trace(const char *dir, const char *text, size_t len)
  * when it carries credentials.
  */
 static int
-send_cmd(struct session *s, const char *shown, const char *fmt, ...)
+send_cmd(struct smtp *s, const char *shown, const char *fmt, ...)
 {
 	char cmd[CMD_MAX];
 	va_list ap;
@@ -165,7 +169,7 @@ send_cmd(struct session *s, const char *shown, const char *fmt, ...)
  * sysexits code with s->err set.  421 ends the session at any point.
  */
 static int
-read_reply(struct session *s, const char *what)
+read_reply(struct smtp *s, const char *what)
 {
 	char why[ERRLEN], show[512];
 	ssize_t len;
@@ -202,7 +206,7 @@ read_reply(struct session *s, const char *what)
 
 /* Send one command and read its reply; want is the first digit hoped for. */
 static int
-command(struct session *s, int tmo, int want, const char *what,
+command(struct smtp *s, int tmo, int want, const char *what,
     const char *shown, const char *fmt, ...)
 {
 	char cmd[CMD_MAX], show[512];
@@ -286,7 +290,7 @@ caps_parse(struct caps *caps, const struct reply *r)
 /* ---- the dialogue ---------------------------------------------------------- */
 
 static int
-ehlo(struct session *s)
+ehlo(struct smtp *s)
 {
 	int ex;
 
@@ -306,7 +310,7 @@ ehlo(struct session *s)
 }
 
 static int
-starttls(struct session *s)
+starttls(struct smtp *s)
 {
 	int ex;
 
@@ -335,7 +339,7 @@ starttls(struct session *s)
 }
 
 static int
-auth_result(struct session *s, const char *mech)
+auth_result(struct smtp *s, const char *mech)
 {
 	char show[512];
 
@@ -350,7 +354,7 @@ auth_result(struct session *s, const char *mech)
 
 /* One step of AUTH: send a Base64 line, hidden from -v. */
 static int
-auth_step(struct session *s, const void *data, size_t len, const char *what)
+auth_step(struct smtp *s, const void *data, size_t len, const char *what)
 {
 	char b64[1024];
 	int ex;
@@ -369,7 +373,7 @@ auth_step(struct session *s, const void *data, size_t len, const char *what)
 }
 
 static int
-auth_plain(struct session *s)
+auth_plain(struct smtp *s)
 {
 	char token[600], b64[1024];
 	size_t ulen = strlen(s->conf->user), plen = strlen(s->conf->password);
@@ -409,7 +413,7 @@ auth_plain(struct session *s)
 }
 
 static int
-auth_login(struct session *s)
+auth_login(struct smtp *s)
 {
 	int ex;
 
@@ -426,7 +430,7 @@ auth_login(struct session *s)
 }
 
 static int
-authenticate(struct session *s)
+authenticate(struct smtp *s)
 {
 	/* RFC 4954 14: credentials only over verified TLS. */
 	if (!conn_is_tls(s->c)) {
@@ -450,7 +454,7 @@ authenticate(struct session *s)
 /* ---- the envelope and the message ---------------------------------------- */
 
 static void
-rcpt_record(struct session *s, struct rcpt *rc)
+rcpt_record(struct smtp *s, struct rcpt *rc)
 {
 	char show[512];
 
@@ -460,9 +464,36 @@ rcpt_record(struct session *s, struct rcpt *rc)
 	rc->reply = strdup(show);
 }
 
+/*
+ * A refusal of the whole message is every recipient's answer: those the
+ * envelope concerned (all) or those RCPT had taken (accepted only).
+ */
+static void
+rcpts_mark(struct smtp *s, struct msg *m, int all)
+{
+	size_t i;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if (all || m->rcpts[i].code / 100 == 2)
+			rcpt_record(s, &m->rcpts[i]);
+}
+
+/* The same for a refusal relay makes itself (SIZE, no 8-bit path). */
+static void
+rcpts_mark_local(struct msg *m, int code, const char *why)
+{
+	size_t i;
+
+	for (i = 0; i < m->nrcpts; i++) {
+		m->rcpts[i].code = code;
+		free(m->rcpts[i].reply);
+		m->rcpts[i].reply = strdup(why);
+	}
+}
+
 /* Recipients the smarthost refused, as "<a@x>: 550 ...; <b@y>: ...". */
 static int
-refused_summary(struct session *s, const struct msg *m, int accepted)
+refused_summary(struct smtp *s, const struct msg *m, int accepted)
 {
 	size_t i, o;
 	int temp = 0;
@@ -489,7 +520,7 @@ refused_summary(struct session *s, const struct msg *m, int accepted)
 }
 
 static int
-send_mail_from(struct session *s, const struct msg *m)
+send_mail_from(struct smtp *s, const struct msg *m)
 {
 	char params[80] = "";
 
@@ -503,7 +534,7 @@ send_mail_from(struct session *s, const struct msg *m)
 }
 
 static int
-check_mail_reply(struct session *s, const struct msg *m)
+check_mail_reply(struct smtp *s, struct msg *m)
 {
 	char show[512];
 
@@ -517,7 +548,7 @@ check_mail_reply(struct session *s, const struct msg *m)
 
 /* Reply to RCPT for recipient i, sent earlier (pipelined) or just now. */
 static int
-rcpt_reply(struct session *s, struct msg *m, size_t i, int *accepted)
+rcpt_reply(struct smtp *s, struct msg *m, size_t i, int *accepted)
 {
 	int ex;
 
@@ -530,7 +561,7 @@ rcpt_reply(struct session *s, struct msg *m, size_t i, int *accepted)
 }
 
 static int
-send_rcpt(struct session *s, const struct rcpt *rc)
+send_rcpt(struct smtp *s, const struct rcpt *rc)
 {
 	conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
 	return send_cmd(s, NULL, "RCPT TO:<%s>", rc->addr);
@@ -538,15 +569,21 @@ send_rcpt(struct session *s, const struct rcpt *rc)
 
 /* One command, one reply: MAIL, each RCPT, then DATA if anyone is left. */
 static int
-envelope_stepwise(struct session *s, struct msg *m, int *accepted)
+envelope_stepwise(struct smtp *s, struct msg *m, int *accepted)
 {
 	size_t i;
 	int ex;
 
-	if ((ex = send_mail_from(s, m)) != EX_OK ||
-	    (ex = read_reply(s, "MAIL FROM")) != EX_OK ||
-	    (ex = check_mail_reply(s, m)) != EX_OK)
+	if (s->transactions++ > 0 && (ex = command(s, TMO_COMMAND, 2, "RSET",
+	    NULL, "RSET")) != EX_OK)
 		return ex;
+	if ((ex = send_mail_from(s, m)) != EX_OK ||
+	    (ex = read_reply(s, "MAIL FROM")) != EX_OK)
+		return ex;
+	if ((ex = check_mail_reply(s, m)) != EX_OK) {
+		rcpts_mark(s, m, 1);
+		return ex;
+	}
 	for (i = 0; i < m->nrcpts; i++)
 		if ((ex = send_rcpt(s, &m->rcpts[i])) != EX_OK ||
 		    (ex = rcpt_reply(s, m, i, accepted)) != EX_OK)
@@ -566,25 +603,42 @@ envelope_stepwise(struct session *s, struct msg *m, int *accepted)
  * failed, end that empty transaction cleanly (3.1).
  */
 static int
-envelope_pipelined(struct session *s, struct msg *m, int *accepted)
+envelope_pipelined(struct smtp *s, struct msg *m, int *accepted)
 {
+	char mail_show[512];
 	size_t i;
-	int ex, mail_ex, data_code;
+	int ex, mail_ex, mail_code, data_code, rset;
 
+	/* RFC 2920 3.1: RSET may open a pipelined group. */
+	rset = s->transactions++ > 0;
+	if (rset && (ex = send_cmd(s, NULL, "RSET")) != EX_OK)
+		return ex;
 	if ((ex = send_mail_from(s, m)) != EX_OK)
 		return ex;
 	for (i = 0; i < m->nrcpts; i++)
 		if ((ex = send_rcpt(s, &m->rcpts[i])) != EX_OK)
 			return ex;
-	if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK ||
-	    (ex = read_reply(s, "MAIL FROM")) != EX_OK)
+	if ((ex = send_cmd(s, NULL, "DATA")) != EX_OK)
+		return ex;
+	if (rset && (ex = read_reply(s, "RSET")) != EX_OK)
+		return ex;
+	if (rset && s->r.code / 100 != 2) {
+		s->broken = 1;	/* the rest of the group is meaningless */
+		snprintf(s->err, s->errlen, "%s refused RSET", conn_peer(s->c));
+		return EX_TEMPFAIL;
+	}
+	if ((ex = read_reply(s, "MAIL FROM")) != EX_OK)
 		return ex;
 	mail_ex = check_mail_reply(s, m);
+	mail_code = s->r.code;
+	reply_oneline(&s->r, mail_show, sizeof mail_show);
 	for (i = 0; i < m->nrcpts; i++)
 		if ((ex = rcpt_reply(s, m, i, accepted)) != EX_OK)
 			return ex;
-	if (mail_ex != EX_OK)
+	if (mail_ex != EX_OK) {
 		*accepted = 0;
+		rcpts_mark_local(m, mail_code, mail_show);
+	}
 	conn_timeout(s->c, s->conf->timeout[TMO_DATA_INIT]);
 	if ((ex = read_reply(s, "DATA")) != EX_OK)
 		return ex;
@@ -606,7 +660,7 @@ envelope_pipelined(struct session *s, struct msg *m, int *accepted)
 
 /* Returns EX_OK when the server waits for the message (354). */
 static int
-envelope(struct session *s, struct msg *m, int *accepted)
+envelope(struct smtp *s, struct msg *m, int *accepted)
 {
 	char show[512];
 	int ex;
@@ -618,6 +672,7 @@ envelope(struct session *s, struct msg *m, int *accepted)
 		ex = envelope_stepwise(s, m, accepted);
 	if (ex != EX_OK || s->r.code == 354)
 		return ex;
+	rcpts_mark(s, m, 0);
 	reply_oneline(&s->r, show, sizeof show);
 	snprintf(s->err, s->errlen, "%s refused DATA: %s", conn_peer(s->c),
 	    show);
@@ -627,21 +682,29 @@ envelope(struct session *s, struct msg *m, int *accepted)
 static int
 put_data(void *ctx, const char *buf, size_t len)
 {
-	struct session *s = ctx;
+	struct smtp *s = ctx;
 
 	conn_timeout(s->c, s->conf->timeout[TMO_DATA_BLOCK]);
 	return conn_write(s->c, buf, len);
 }
 
 static int
-data(struct session *s, struct msg *m)
+data(struct smtp *s, struct msg *m)
 {
 	char note[64], show[512];
 
 	snprintf(note, sizeof note, "[message, %lld octets]",
 	    (long long)m->size);
 	trace(">>>", note, strlen(note));
-	if (msg_send(m, put_data, s) == -1 || conn_flush(s->c) == -1) {
+	if (msg_send(m, put_data, s) == -1) {
+		s->broken = 1;
+		snprintf(s->err, s->errlen, "%s: lost while sending the "
+		    "message: %s", conn_peer(s->c), conn_error(s->c));
+		return EX_TEMPFAIL;
+	}
+	/* From here on the server may have the whole message. */
+	s->dot_sent = 1;
+	if (conn_flush(s->c) == -1) {
 		s->broken = 1;
 		snprintf(s->err, s->errlen, "%s: lost while sending the "
 		    "message: %s", conn_peer(s->c), conn_error(s->c));
@@ -656,19 +719,23 @@ data(struct session *s, struct msg *m)
 		    "delivered)", s->errlen);
 		return EX_TEMPFAIL;
 	}
-	if (s->r.code / 100 == 2)
+	if (s->r.code / 100 == 2) {
+		s->data_ok = 1;
 		return EX_OK;
+	}
+	rcpts_mark(s, m, 0);
 	reply_oneline(&s->r, show, sizeof show);
 	snprintf(s->err, s->errlen, "%s refused the message: %s",
 	    conn_peer(s->c), show);
 	return reply_exit(s->r.code);
 }
 
+/* Greeting, EHLO, STARTTLS, AUTH: ready for MAIL. */
 static int
-dialogue(struct session *s, struct msg *m, struct delivery *d)
+session_start(struct smtp *s)
 {
 	char show[512];
-	int ex, accepted;
+	int ex;
 
 	conn_timeout(s->c, s->conf->timeout[TMO_GREETING]);
 	if ((ex = read_reply(s, "the greeting")) != EX_OK) {
@@ -690,63 +757,151 @@ dialogue(struct session *s, struct msg *m, struct delivery *d)
 		return ex;
 	if (s->conf->user != NULL && (ex = authenticate(s)) != EX_OK)
 		return ex;
+	return EX_OK;
+}
+
+/* What relay itself must refuse before MAIL: too big, no 8-bit path. */
+static int
+fit_message(struct smtp *s, struct msg *m)
+{
+	int ex;
+
 	/* RFC 6152 3: no 8-bit octets to a server that did not ask. */
 	if (m->eightbit && !s->caps.eightbitmime &&
-	    (ex = msg_to_7bit(m, s->err, s->errlen)) != EX_OK)
+	    (ex = msg_to_7bit(m, s->err, s->errlen)) != EX_OK) {
+		rcpts_mark_local(m, 554, s->err);
 		return ex;
+	}
 	if (s->caps.size > 0 && m->size > s->caps.size) {
 		snprintf(s->err, s->errlen, "message is %lld octets, %s "
 		    "accepts at most %lld", (long long)m->size,
 		    conn_peer(s->c), s->caps.size);
+		rcpts_mark_local(m, 552, s->err);
 		return EX_UNAVAILABLE;
 	}
-	if ((ex = envelope(s, m, &accepted)) != EX_OK)
-		return ex;
-	if ((ex = data(s, m)) != EX_OK)
-		return ex;
-	reply_oneline(&s->r, d->last, sizeof d->last);
-	if ((size_t)accepted < m->nrcpts)
-		return refused_summary(s, m, accepted);
 	return EX_OK;
 }
 
-int
-smtp_deliver(const struct conf *conf, struct msg *m, struct delivery *d,
+static void
+quit(struct smtp *s)
+{
+	char scratch[ERRLEN];
+
+	if (s->broken)
+		return;
+	s->err = scratch;
+	s->errlen = sizeof scratch;
+	/* RFC 5321 4.1.1.10: wait for the 221, but not for long. */
+	conn_timeout(s->c, QUIT_TIMEOUT);
+	if (send_cmd(s, NULL, "QUIT") == EX_OK)
+		(void)read_reply(s, "QUIT");
+	s->broken = 1;
+}
+
+struct smtp *
+smtp_open(const struct conf *conf, struct delivery *d, int *exitcode,
     char *err, size_t errlen)
 {
-	struct session *s;
-	char scratch[ERRLEN];
-	int ex;
+	struct smtp *s;
 
 	memset(d, 0, sizeof *d);
+	err[0] = '\0';
 	if ((s = calloc(1, sizeof *s)) == NULL) {
 		snprintf(err, errlen, "%s", strerror(errno));
-		return EX_OSERR;
+		*exitcode = EX_OSERR;
+		return NULL;
 	}
 	s->conf = conf;
 	s->err = err;
 	s->errlen = errlen;
-	err[0] = '\0';
-	if ((s->c = conn_open(conf, &ex, err, errlen)) == NULL) {
+	if ((s->c = conn_open(conf, exitcode, err, errlen)) == NULL) {
 		free(s);
-		return ex;
+		return NULL;
 	}
 	strlcpy(d->relay, conn_peer(s->c), sizeof d->relay);
 	trace("***", d->relay, strlen(d->relay));
-	ex = dialogue(s, m, d);
-	if (d->last[0] == '\0' && s->r.lines > 0)
-		reply_oneline(&s->r, d->last, sizeof d->last);
-	/* A polite end; its outcome changes nothing. */
-	if (!s->broken) {
-		s->err = scratch;
-		s->errlen = sizeof scratch;
-		/* RFC 5321 4.1.1.10: wait for the 221, but not for long. */
-		conn_timeout(s->c, QUIT_TIMEOUT);
-		if (send_cmd(s, NULL, "QUIT") == EX_OK)
-			(void)read_reply(s, "QUIT");
+	if ((*exitcode = session_start(s)) != EX_OK) {
+		if (s->r.lines > 0)
+			reply_oneline(&s->r, d->last, sizeof d->last);
+		/* err stays the caller's: quit() uses its own buffer. */
+		smtp_close(s);
+		return NULL;
 	}
+	return s;
+}
+
+/*
+ * Only a message the server took with 2xx after the dot is delivered: a
+ * recipient taken by RCPT is not, when the session died after it.
+ */
+static void
+settle(struct smtp *s, struct msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].code / 100 != 2)
+			continue;
+		if (s->data_ok) {
+			rcpt_record(s, &m->rcpts[i]);
+			continue;
+		}
+		m->rcpts[i].code = 0;
+		free(m->rcpts[i].reply);
+		m->rcpts[i].reply = strdup(s->err);
+	}
+}
+
+int
+smtp_send(struct smtp *s, struct msg *m, struct delivery *d, char *err,
+    size_t errlen)
+{
+	size_t i;
+	int ex, accepted = 0;
+
+	s->err = err;
+	s->errlen = errlen;
+	err[0] = '\0';
+	d->last[0] = '\0';
+	s->data_ok = 0;
+	s->dot_sent = 0;
+	d->unsent = 0;
+	for (i = 0; i < m->nrcpts; i++) {
+		m->rcpts[i].code = 0;
+		free(m->rcpts[i].reply);
+		m->rcpts[i].reply = NULL;
+	}
+	if (s->broken) {
+		snprintf(err, errlen, "%s: the session has ended",
+		    conn_peer(s->c));
+		return EX_TEMPFAIL;
+	}
+	if ((ex = fit_message(s, m)) == EX_OK &&
+	    (ex = envelope(s, m, &accepted)) == EX_OK)
+		ex = data(s, m);
+	if (s->r.lines > 0)
+		reply_oneline(&s->r, d->last, sizeof d->last);
+	settle(s, m);
+	/* Lost before the message went out: a new session may send it. */
+	d->unsent = s->broken && !s->dot_sent && ex == EX_TEMPFAIL;
+	if (ex == EX_OK && (size_t)accepted < m->nrcpts)
+		ex = refused_summary(s, m, accepted);
+	return ex;
+}
+
+int
+smtp_usable(const struct smtp *s)
+{
+	return !s->broken;
+}
+
+void
+smtp_close(struct smtp *s)
+{
+	if (s == NULL)
+		return;
+	quit(s);
 	conn_close(s->c);
 	explicit_bzero(s, sizeof *s);
 	free(s);
-	return ex;
 }

@@ -1,10 +1,29 @@
 /*
- * Small helpers shared by several files: making untrusted text safe to
- * print, and Base64 for AUTH.
+ * Small helpers shared by several files: the log, making untrusted text
+ * safe to print, and Base64 for AUTH.
  */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "relay.h"
+
+void
+log_line(const struct conf *conf, int ok, const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (conf->log == LOGTO_STDERR)
+		fprintf(stderr, "%s: %s\n", getprogname(), line);
+	else
+		syslog(ok ? LOG_INFO : LOG_ERR, "%s", line);
+}
 
 /*
  * Server replies and message text reach terminals and syslog: escape

@@ -1,0 +1,251 @@
+/*
+ * The spool directory: producers drop complete messages there (written
+ * as a dot-file, then renamed), and every run of relay moves them into
+ * the queue.  A file is claimed by renaming it to ".relay-ID", ID being
+ * the queue id it will get, so a crash at any point can be told apart
+ * later: if queue/ID or failed/ID exists, the claim was taken in.
+ */
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "relay.h"
+
+#define CLAIM		".relay-"
+#define CLAIM_LEN	(sizeof(CLAIM) - 1)
+
+struct spool {
+	struct run	*r;
+	int		 dirfd;
+};
+
+static int
+in_queue(struct queue *q, const char *id)
+{
+	struct stat st;
+
+	return fstatat(q->queuefd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    fstatat(q->failedfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Keep a bad file's bytes (if fd != -1) and why in failed/, then drop it. */
+static void
+reject(struct spool *sp, const char *name, const char *id, int fd,
+    const char *why)
+{
+	char origin[300], reason[ERRLEN], err[ERRLEN], safe[256];
+	int isdir;
+
+	sanitise(safe, sizeof(safe), name, strlen(name));
+	snprintf(origin, sizeof(origin), "spool %s", safe);
+	snprintf(reason, sizeof(reason), "spool file %s: %s", safe, why);
+	if (fd != -1 && lseek(fd, 0, SEEK_SET) == -1)
+		fd = -1;
+	if (queue_add_failed(sp->r->q, id, fd, origin, reason, err,
+	    sizeof(err)) != EX_OK) {
+		log_line(sp->r->conf, 0, "%s (left in the spool: %s)", reason,
+		    err);
+		return;
+	}
+	log_line(sp->r->conf, 0, "id=%s status=failed error=%s", id, reason);
+	isdir = unlinkat(sp->dirfd, name, 0) == -1 && (errno == EISDIR ||
+	    errno == EPERM);
+	/* A directory that is not empty: out of the way, not taken again. */
+	if (isdir && unlinkat(sp->dirfd, name, AT_REMOVEDIR) == -1) {
+		snprintf(origin, sizeof(origin), CLAIM "bad-%s", id);
+		(void)renameat(sp->dirfd, name, sp->dirfd, origin);
+	}
+	(void)fsync(sp->dirfd);
+}
+
+/* Read the claimed file as with -t -i, queue it, drop the claim. */
+static void
+take_in(struct spool *sp, int fd, const char *claim, const char *name,
+    const char *id)
+{
+	struct msgopts mo;
+	struct msg m;
+	struct qentry e;
+	char err[ERRLEN], origin[300], safe[256];
+	int ex;
+
+	memset(&mo, 0, sizeof(mo));
+	mo.extract = 1;
+	if ((ex = msg_read(&m, fd, &mo, sp->r->conf, err, sizeof(err))) !=
+	    EX_OK) {
+		if (ex == EX_DATAERR || ex == EX_USAGE || ex == EX_NOUSER)
+			reject(sp, claim, id, fd, err);
+		else
+			log_line(sp->r->conf, 0, "spool file %s: %s (left "
+			    "for the next run)", claim, err);
+		return;
+	}
+	sanitise(safe, sizeof(safe), name, strlen(name));
+	snprintf(origin, sizeof(origin), "spool %s", safe);
+	ex = queue_add_as(sp->r->q, &m, origin, id, &e, err, sizeof(err));
+	msg_free(&m);
+	if (ex != EX_OK) {
+		log_line(sp->r->conf, 0, "spool file %s: %s (left for the "
+		    "next run)", claim, err);
+		return;
+	}
+	if (unlinkat(sp->dirfd, claim, 0) == -1 || fsync(sp->dirfd) == -1)
+		log_line(sp->r->conf, 0, "spool file %s: %s", claim,
+		    strerror(errno));
+	(void)run_new(sp->r, &e, 0);
+	qentry_free(&e);
+}
+
+/* A file that cannot be a message: say why, or NULL if it can be. */
+static const char *
+unusable(struct spool *sp, const char *name, char *why, size_t whylen)
+{
+	char target[200];
+	struct stat st;
+	ssize_t n;
+
+	if (fstatat(sp->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return NULL;		/* gone: another run took it */
+	if (S_ISLNK(st.st_mode)) {
+		n = readlinkat(sp->dirfd, name, target, sizeof(target) - 1);
+		target[n > 0 ? n : 0] = '\0';
+		snprintf(why, whylen, "is a symbolic link (to %s); relay does "
+		    "not follow links in the spool", target);
+		sanitise(target, sizeof(target), why, strlen(why));
+		strlcpy(why, target, whylen);
+		return why;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "is not a regular file");
+		return why;
+	}
+	return NULL;
+}
+
+/* One producer's file: claim it, then take it in. */
+static void
+one_file(struct spool *sp, const char *name)
+{
+	char why[ERRLEN], claim[64], id[32];
+	int fd;
+
+	queue_new_id(id, sizeof(id));
+	if (unusable(sp, name, why, sizeof(why)) != NULL) {
+		reject(sp, name, id, -1, why);
+		return;
+	}
+	if ((fd = openat(sp->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1) {
+		if (errno != ENOENT) {
+			snprintf(why, sizeof(why), "cannot be read: %s",
+			    strerror(errno));
+			reject(sp, name, id, -1, why);
+		}
+		return;
+	}
+	snprintf(claim, sizeof(claim), CLAIM "%s", id);
+	/* Busy: another run has it.  Gone: another run took it. */
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1 ||
+	    renameat(sp->dirfd, name, sp->dirfd, claim) == -1) {
+		(void)close(fd);
+		return;
+	}
+	take_in(sp, fd, claim, name, id);
+	(void)close(fd);
+}
+
+/* ".relay-ID" left by a crash: taken in already, or not yet. */
+static void
+one_claim(struct spool *sp, const char *claim)
+{
+	const char *id = claim + CLAIM_LEN;
+	int fd;
+
+	if (strncmp(id, "bad-", 4) == 0 || strlen(id) >= 32)
+		return;
+	if ((fd = openat(sp->dirfd, claim, O_RDONLY | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC)) == -1)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		(void)close(fd);	/* its run is still at it */
+		return;
+	}
+	if (in_queue(sp->r->q, id)) {
+		(void)unlinkat(sp->dirfd, claim, 0);
+		(void)fsync(sp->dirfd);
+	} else
+		take_in(sp, fd, claim, claim, id);
+	(void)close(fd);
+}
+
+/* Names first: the loop renames entries of the directory it reads. */
+static char **
+names(int dirfd, size_t *np)
+{
+	struct dirent *de;
+	DIR *dp;
+	char **v = NULL, **grown;
+	size_t n = 0;
+	int fd;
+
+	*np = 0;
+	if ((fd = dup(dirfd)) == -1 || (dp = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			(void)close(fd);
+		return NULL;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.' && strncmp(de->d_name, CLAIM,
+		    CLAIM_LEN) != 0)
+			continue;
+		if ((grown = reallocarray(v, n + 1, sizeof(*v))) == NULL)
+			break;
+		v = grown;
+		if ((v[n] = strdup(de->d_name)) == NULL)
+			break;
+		n++;
+	}
+	(void)closedir(dp);
+	*np = n;
+	return v;
+}
+
+void
+spool_intake(struct run *r)
+{
+	struct spool sp;
+	char **v;
+	size_t n, i;
+
+	if (r->conf->spool == NULL)
+		return;
+	sp.r = r;
+	if ((sp.dirfd = open(r->conf->spool, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1) {
+		log_line(r->conf, 0, "spool %s: %s", r->conf->spool,
+		    strerror(errno));
+		return;
+	}
+	errno = 0;
+	if ((v = names(sp.dirfd, &n)) == NULL && errno != 0)
+		log_line(r->conf, 0, "spool %s: %s", r->conf->spool,
+		    strerror(errno));
+	for (i = 0; i < n; i++) {
+		if (strncmp(v[i], CLAIM, CLAIM_LEN) == 0)
+			one_claim(&sp, v[i]);
+		else
+			one_file(&sp, v[i]);
+		free(v[i]);
+	}
+	free(v);
+	(void)close(sp.dirfd);
+}
