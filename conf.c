@@ -993,6 +993,9 @@ finish(struct parser *p)
 	if (c->queue == NULL && !p->queue_none &&
 	    set_string(p, &c->queue, RELAY_QUEUE_DEFAULT) == -1)
 		return -1;
+	if (c->retry_min > c->retry_max)
+		return ferr(p, "retry_min (%ds) is longer than retry_max (%ds)",
+		    c->retry_min, c->retry_max);
 	if (c->spool != NULL && c->queue == NULL)
 		return ferr(p, "spool %s needs a queue (it is \"queue none\")",
 		    c->spool);

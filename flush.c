@@ -110,6 +110,23 @@ set_reply(struct qrcpt *rc, const char *text)
 	return 0;
 }
 
+static void
+add_note(struct qentry *e, const char *note)
+{
+	char *joined;
+	size_t len;
+
+	if (e->note != NULL && strstr(e->note, note) != NULL)
+		return;
+	len = (e->note ? strlen(e->note) + 2 : 0) + strlen(note) + 1;
+	if ((joined = malloc(len)) == NULL)
+		return;
+	snprintf(joined, len, "%s%s%s", e->note ? e->note : "", e->note ?
+	    "; " : "", note);
+	free(e->note);
+	e->note = joined;
+}
+
 /* Send, once more on a new session if the old one died before the data. */
 static int
 send_once(struct run *r, struct msg *m, char *err, size_t errlen)
@@ -168,6 +185,8 @@ attempt(struct run *r, struct qentry *e, struct outcome *o)
 	}
 	e->attempts++;
 	e->last_attempt = time(NULL);
+	if (m.note != NULL)	/* converted on the way (no 8BITMIME) */
+		add_note(e, m.note);
 	msg_free(&m);
 	free(idx);
 }
@@ -306,14 +325,15 @@ log_attempt(struct run *r, const struct qentry *e, const enum rstate *before,
 		}
 		strlcat(to, addr, sizeof(to));
 	}
-	log_line(r->conf, strcmp(status, "sent") == 0, "id=%s from=<%s> "
-	    "to=%s size=%lld relay=%s status=%s reply=\"%s\" duration=%.2fs "
-	    "attempts=%u uid=%lu%s%s", e->id, e->sender, to,
+	log_line(r->conf, strcmp(status, "sent") == 0, "from=<%s> to=%s "
+	    "size=%lld relay=%s status=%s reply=\"%s\" duration=%.2fs id=%s "
+	    "attempts=%u uid=%lu%s%s%s%s%s", e->sender, to,
 	    (long long)e->size, r->d.relay[0] ? r->d.relay : r->conf->host,
-	    status, o->tried ? r->d.last : "", secs, e->attempts,
-	    (unsigned long)e->uid, o->err[0] && strcmp(status, "sent") ?
-	    " error=" : "", o->err[0] && strcmp(status, "sent") ? o->err :
-	    "");
+	    status, o->tried ? r->d.last : "", secs, e->id, e->attempts,
+	    (unsigned long)e->uid, e->note ? " note=\"" : "", e->note ?
+	    e->note : "", e->note ? "\"" : "", o->err[0] &&
+	    strcmp(status, "sent") ? " error=" : "", o->err[0] &&
+	    strcmp(status, "sent") ? o->err : "");
 }
 
 static double
@@ -420,6 +440,32 @@ run_entry(struct run *r, const char *id)
 	if (due(r, &e))
 		(void)process(r, &e, 0);
 	qentry_free(&e);
+}
+
+/* -qIID: that entry now, or say why not. */
+int
+run_only(struct run *r, const char *id)
+{
+	struct qentry e;
+	char err[ERRLEN];
+
+	switch (queue_lock(r->q, id, &e, err, sizeof(err))) {
+	case 0:
+		(void)process(r, &e, 0);
+		qentry_free(&e);
+		return EX_OK;
+	case 1:
+		if (queue_peek(r->q, 0, id, &e, err, sizeof(err)) == 0) {
+			qentry_free(&e);
+			warnx("%s is being delivered by another relay", id);
+			return EX_TEMPFAIL;
+		}
+		warnx("no entry %s in %s/queue", id, r->q->dir);
+		return EX_NOINPUT;
+	default:
+		warnx("%s: %s", id, err);
+		return EX_DATAERR;
+	}
 }
 
 /* Every entry, oldest first. */

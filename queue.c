@@ -152,6 +152,8 @@ qentry_format(const struct qentry *e)
 		fmt_time(when, sizeof(when), e->next_attempt);
 		fprintf(fp, "next-attempt %s\n", when);
 	}
+	if (e->note != NULL)
+		put_text(fp, "note", e->note);
 	if (e->last_error != NULL)
 		put_text(fp, "last-error", e->last_error);
 	if (e->reason != NULL)
@@ -285,6 +287,9 @@ parse_field(struct qentry *e, const char *key, const char *value)
 	} else if (strcmp(key, "origin") == 0) {
 		if (set_str(&e->origin, value) == -1)
 			why = strerror(errno);
+	} else if (strcmp(key, "note") == 0) {
+		if (set_str(&e->note, value) == -1)
+			why = strerror(errno);
 	} else if (strcmp(key, "last-error") == 0) {
 		if (set_str(&e->last_error, value) == -1)
 			why = strerror(errno);
@@ -361,6 +366,7 @@ qentry_free(struct qentry *e)
 	free(e->rcpts);
 	free(e->sender);
 	free(e->origin);
+	free(e->note);
 	free(e->last_error);
 	free(e->reason);
 	memset(e, 0, sizeof(*e));
@@ -566,7 +572,8 @@ entry_init(struct qentry *e, const struct msg *m, const char *origin)
 	e->size = m->size;
 	e->body8 = m->body8;
 	e->body_notutf8 = m->body_notutf8;
-	if ((e->sender = strdup(m->sender)) == NULL ||
+	if ((m->note != NULL && (e->note = strdup(m->note)) == NULL) ||
+	    (e->sender = strdup(m->sender)) == NULL ||
 	    (e->origin = strdup(origin)) == NULL ||
 	    (e->rcpts = calloc(m->nrcpts, sizeof(*e->rcpts))) == NULL)
 		return -1;
@@ -915,9 +922,12 @@ queue_tidy(struct queue *q)
 		return;
 	for (i = 0; i < n; i++) {
 		if (fstatat(q->tmpfd, ids[i], &st, AT_SYMLINK_NOFOLLOW) == -1 ||
-		    !S_ISDIR(st.st_mode) || st.st_mtime > time(NULL) -
-		    ORPHAN_AGE)
+		    st.st_mtime > time(NULL) - ORPHAN_AGE)
 			continue;
+		if (!S_ISDIR(st.st_mode)) {	/* bounce.c's scratch file */
+			(void)unlinkat(q->tmpfd, ids[i], 0);
+			continue;
+		}
 		snprintf(path, sizeof(path), "%s/message", ids[i]);
 		busy = 0;
 		if ((fd = openat(q->tmpfd, path, O_RDONLY | O_CLOEXEC |

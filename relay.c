@@ -368,12 +368,12 @@ flush(const struct args *a, const struct conf *conf)
 	queue_tidy(&q);
 	run_init(&r, conf, &q);
 	r.force = a->force;
+	/* First, always: a crash may have left a claimed spool file. */
+	spool_intake(&r);
 	if (a->only != NULL)
-		run_entry(&r, a->only);
-	else {
-		spool_intake(&r);
+		ex = run_only(&r, a->only);
+	else
 		ex = run_queue(&r);
-	}
 	run_finish(&r);
 	queue_close(&q);
 	return ex;

@@ -285,6 +285,7 @@ struct qentry {
 	struct qrcpt	*rcpts;
 	size_t		 nrcpts;
 	char		*origin;	/* "stdin", "spool NAME", "bounce ID" */
+	char		*note;		/* how relay changed the message */
 	char		*last_error;	/* why the last try failed, or NULL */
 	char		*reason;	/* failed/ only: why it is there */
 	int		 msgfd;		/* message file, locked, or -1 */
@@ -398,6 +399,8 @@ void	 run_init(struct run *, const struct conf *, struct queue *);
 int	 run_new(struct run *, struct qentry *, int caller_waits);
 /* Lock and deliver one entry if it is due (or r->force). */
 void	 run_entry(struct run *, const char *id);
+/* -qIID: that entry now.  Returns EX_OK, or why not (66, 75, 65). */
+int	 run_only(struct run *, const char *id);
 /* Every entry in the queue, oldest first. */
 int	 run_queue(struct run *);
 /* Deliver the reports made during the run, end the session. */

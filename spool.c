@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,12 @@ unusable(struct spool *sp, const char *name, char *why, size_t whylen)
 	}
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(why, whylen, "is not a regular file");
+		return why;
+	}
+	/* A link to a file the producer could not read itself. */
+	if (st.st_nlink != 1) {
+		snprintf(why, whylen, "has %ju hard links; relay takes only "
+		    "files with one", (uintmax_t)st.st_nlink);
 		return why;
 	}
 	return NULL;

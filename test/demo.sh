@@ -92,6 +92,7 @@ ca_file $PKI/ca.crt
 from cron@example.org
 alias root admin@example.org, oncall@example.org
 log stderr
+queue $DEMO_DIR/queue
 EOF
 chmod 600 "$CONF"
 
