@@ -39,7 +39,8 @@ command -v openssl >/dev/null || die "openssl not found (apt-get install openssl
 
 mkdir -p "$DEMO_DIR" || die "cannot create $DEMO_DIR"
 rm -rf "$SRV" "$CONF" "$DEMO_DIR/message" "$DEMO_DIR/relay.err" \
-    "$DEMO_DIR/pki.log" "$DEMO_DIR/smarthost.err"
+    "$DEMO_DIR/pki.log" "$DEMO_DIR/smarthost.err" "$DEMO_DIR/queue" \
+    "$DEMO_DIR/relay2.err"
 
 # 1. Test PKI: a CA and a certificate for "localhost" (idempotent).
 bash "$TOP/test/pki.sh" "$PKI" >"$DEMO_DIR/pki.log" 2>&1 ||
@@ -64,20 +65,26 @@ trap stop_server EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# start_server [PORT]: the smarthost in the background, its port in $SRV/port.
+start_server() {
+	rm -f "$SRV/port"
+	"$PY" "$TOP/test/smarthost.py" --mode smtps --listen 127.0.0.1 \
+	    --port "${1:-0}" --cert "$PKI/server.chain.pem" \
+	    --key "$PKI/server.key" --user "$USER_NAME" --password "$PASSWORD" \
+	    --outdir "$SRV" --portfile "$SRV/port" \
+	    >>"$SRV/stdout.log" 2>>"$DEMO_DIR/smarthost.err" &
+	SRV_PID=$!
+	local n=0
+	until [ -s "$SRV/port" ]; do
+		{ kill -0 "$SRV_PID" 2>/dev/null && [ $n -lt 200 ]; } ||
+		    die "the smarthost did not start: $(tail -n 20 "$DEMO_DIR/smarthost.err")"
+		sleep 0.05
+		n=$((n + 1))
+	done
+}
+
 mkdir -p "$SRV"
-"$PY" "$TOP/test/smarthost.py" --mode smtps --listen 127.0.0.1 \
-    --cert "$PKI/server.chain.pem" --key "$PKI/server.key" \
-    --user "$USER_NAME" --password "$PASSWORD" \
-    --outdir "$SRV" --portfile "$SRV/port" \
-    >"$SRV/stdout.log" 2>"$DEMO_DIR/smarthost.err" &
-SRV_PID=$!
-n=0
-until [ -s "$SRV/port" ]; do
-	{ kill -0 "$SRV_PID" 2>/dev/null && [ $n -lt 200 ]; } ||
-	    die "the smarthost did not start: $(tail -n 20 "$DEMO_DIR/smarthost.err")"
-	sleep 0.05
-	n=$((n + 1))
-done
+start_server
 PORT=$(cat "$SRV/port")
 
 # 3. relay.conf, mode 0600 since it holds a password.
@@ -154,5 +161,35 @@ EOF
 printf '\nand the message as it arrived (From and To rewritten, Date and\nMessage-ID added, line ends CRLF on the wire):\n'
 tr -d '\r' <"$SRV/1.eml" | indent
 
+# 5. The smarthost goes away: the message waits in the queue.
 stop_server
-printf '\ndemo OK: files in %s\n' "$(rel "$DEMO_DIR")"
+printf '\nnow the smarthost is stopped, and cron sends another mail:\n'
+printf '\n$ %s -C %s -i root < message\n' "$(relbin)" "$(rel "$CONF")"
+status=0
+timeout -k 5 60 "$RELAY" -C "$CONF" -i root <"$DEMO_DIR/message" \
+    2>"$DEMO_DIR/relay2.err" || status=$?
+printf 'exit status %s (accepted: it is safe on disk)\n' "$status"
+indent <"$DEMO_DIR/relay2.err"
+[ "$status" -eq 0 ] || die "relay exited $status with the smarthost down"
+printf '\n$ %s -C %s -bp       # mailq\n' "$(relbin)" "$(rel "$CONF")"
+"$RELAY" -C "$CONF" -bp | sed "s|$TOP/||g" | indent
+
+# 6. Back up; the cron-run flush delivers it.
+start_server "$PORT"
+printf '\nthe smarthost is back (same port).  Cron'"'"'s "relay -q" would wait\n'
+printf 'for the next try (5 minutes, doubling); -qf runs the queue now:\n'
+printf '\n$ %s -C %s -qf\n' "$(relbin)" "$(rel "$CONF")"
+timeout -k 5 60 "$RELAY" -C "$CONF" -qf 2>&1 | indent
+n=0
+until [ -e "$SRV/2.json" ]; do
+	[ $n -lt 200 ] || die "relay -q ran but the smarthost stored nothing"
+	sleep 0.05
+	n=$((n + 1))
+done
+printf '\n$ %s -C %s -bp\n' "$(relbin)" "$(rel "$CONF")"
+"$RELAY" -C "$CONF" -bp | indent
+
+stop_server
+printf '\ndemo OK: delivered at once, then queued while the smarthost was down\n'
+printf 'and delivered from the queue once it was back; files in %s\n' \
+    "$(rel "$DEMO_DIR")"
