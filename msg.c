@@ -10,6 +10,7 @@
  * block is held, and the body is copied chunk by chunk.
  */
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,8 @@
 #include "relay.h"
 
 #define CHUNK		65536		/* read/write/put() unit */
-#define HDR_MAX		(1024 * 1024)	/* cap on the header block */
+#define HDR_MAX		(1024 * 1024)	/* cap on the header block read */
+#define HDR_OUT_MAX	(2 * HDR_MAX)	/*   and on it rewritten, queued */
 #define SMTP_LINE	998		/* RFC 5321 4.5.3.1.6, RFC 5322 2.1.1 */
 #define QP_LINE		76		/* RFC 2045 6.7 (5) */
 #define EW_CHUNK	45		/* RFC 2047 2: 75-octet encoded-words */
@@ -382,6 +384,7 @@ spool_adopt(struct work *w, struct spool *sp)
 	if (w->msg->spoolfd != -1)
 		(void)close(w->msg->spoolfd);
 	w->msg->spoolfd = sp->fd;
+	w->msg->bodyoff = 0;
 	w->msg->bodylen = sp->len;
 	sp->fd = -1;
 	return EX_OK;
@@ -398,35 +401,39 @@ spool_free(struct spool *sp)
 }
 
 /*
- * Feed the whole body, chunk by chunk, to fn; used to re-encode it into a
- * second spool.
+ * Hand the body to fn chunk by chunk, as it stands in the spool from
+ * m->bodyoff on.  Returns 0, fn's non-zero result, or -1 with errno set
+ * when the spool cannot be read.
  */
 static int
-body_each(struct work *w, int (*fn)(struct work *, struct spool *,
-    const unsigned char *, size_t, void *), struct spool *out, void *arg)
+body_chunks(const struct msg *m, int (*fn)(void *, const char *, size_t),
+    void *arg)
 {
-	const struct msg *m = w->msg;
 	char *chunk;
 	off_t off = 0;
+	size_t want;
 	ssize_t n;
-	int ex = EX_OK;
+	int rc = 0, saved;
 
 	if ((chunk = malloc(CHUNK)) == NULL)
-		return nomem(w);
-	while (ex == EX_OK && off < m->bodylen) {
-		n = pread_all(m->spoolfd, chunk, CHUNK, off);
-		if (n <= 0) {
-			ex = failf(w, EX_IOERR, "cannot read the spool file: "
-			    "%s", n == 0 ? "file shrank" : strerror(errno));
+		return -1;
+	while (rc == 0 && off < m->bodylen) {
+		want = m->bodylen - off < CHUNK ? (size_t)(m->bodylen - off) :
+		    CHUNK;
+		if ((n = pread_all(m->spoolfd, chunk, want, m->bodyoff + off))
+		    != (ssize_t)want) {
+			if (n != -1)
+				errno = EIO;	/* the file shrank */
+			rc = -1;
 			break;
 		}
-		if ((off_t)n > m->bodylen - off)
-			n = (ssize_t)(m->bodylen - off);
-		ex = fn(w, out, (const unsigned char *)chunk, (size_t)n, arg);
+		rc = fn(arg, chunk, want);
 		off += n;
 	}
+	saved = errno;
 	free(chunk);
-	return ex;
+	errno = saved;
+	return rc;
 }
 
 /* ---- headers ------------------------------------------------------------ */
@@ -486,18 +493,26 @@ find_field(const struct msg *m, const char *name)
 	return NULL;
 }
 
-/* Append a field; text is taken over on success. */
+/*
+ * Append a field; text is taken over on success.  The array doubles when
+ * nhdrs reaches a power of two (8 first): header blocks of 20000 fields
+ * must not cost 20000 reallocs.  header_delete only lowers nhdrs, so
+ * the capacity is always more than nhdrs.
+ */
 static int
 header_push(struct work *w, char *text, size_t len)
 {
 	struct msg *m = w->msg;
 	struct header *h;
-	size_t valoff = 0, namelen;
+	size_t valoff = 0, namelen, n = m->nhdrs;
 
 	namelen = field_name(text, len, &valoff);
-	if ((h = reallocarray(m->hdrs, m->nhdrs + 1, sizeof(*h))) == NULL)
-		return nomem(w);
-	m->hdrs = h;
+	if (n == 0 || (n >= 8 && (n & (n - 1)) == 0)) {
+		if ((h = reallocarray(m->hdrs, n < 8 ? 8 : 2 * n,
+		    sizeof(*h))) == NULL)
+			return nomem(w);
+		m->hdrs = h;
+	}
 	h = &m->hdrs[m->nhdrs++];
 	h->text = text;
 	h->len = len;
@@ -1479,19 +1494,40 @@ fold_chunk(struct work *w, struct spool *out, const unsigned char *p,
 	return ex;
 }
 
+/* A re-encoding pass: each chunk of the body through fn into out. */
+struct recode {
+	struct work	*w;
+	int		(*fn)(struct work *, struct spool *,
+			    const unsigned char *, size_t, void *);
+	struct spool	*out;
+	void		*arg;
+};
+
+static int
+recode_chunk(void *ctx, const char *p, size_t n)
+{
+	struct recode *rc = ctx;
+
+	return rc->fn(rc->w, rc->out, (const unsigned char *)p, n, rc->arg);
+}
+
 /* Copy the body through fn into a new spool that becomes the body. */
 static int
 recode_body(struct work *w, int (*fn)(struct work *, struct spool *,
     const unsigned char *, size_t, void *), void *arg)
 {
-	struct spool *out;
+	struct recode rc = { w, fn, NULL, arg };
 	int ex;
 
-	if ((ex = spool_open(w, &out)) != EX_OK)
+	if ((ex = spool_open(w, &rc.out)) != EX_OK)
 		return ex;
-	if ((ex = body_each(w, fn, out, arg)) == EX_OK)
-		ex = spool_adopt(w, out);
-	spool_free(out);
+	/* fn returns sysexits codes, never -1: that is a failed read. */
+	if ((ex = body_chunks(w->msg, recode_chunk, &rc)) == -1)
+		ex = errno == ENOMEM ? nomem(w) : failf(w, EX_IOERR,
+		    "cannot read the spool file: %s", strerror(errno));
+	if (ex == EX_OK)
+		ex = spool_adopt(w, rc.out);
+	spool_free(rc.out);
 	return ex;
 }
 
@@ -1747,10 +1783,150 @@ step_finish(struct work *w)
 	m->body8 = w->body8;
 	m->body_notutf8 = w->st.notutf8;
 	measure(m);
+	/*
+	 * Added fields, folds and alias targets make the block grow; msg_load
+	 * must be able to take back whatever is queued.
+	 */
+	if (m->size - m->bodylen - 2 > HDR_OUT_MAX)
+		return failf(w, EX_DATAERR, "the header block is larger than "
+		    "2 MiB once rewritten");
 	if (w->note.len > 0) {
 		m->note = w->note.p;
 		memset(&w->note, 0, sizeof(w->note));
 	}
+	return EX_OK;
+}
+
+/* ---- the queue's copy --------------------------------------------------- */
+
+/*
+ * Where the header block ends, its empty line included, or 0 if not in
+ * p[0..len).  from: where the search may resume.  Fields never hold
+ * CRLF CRLF (a fold is CRLF WSP), so the first one ends the block.
+ */
+static size_t
+block_end(const char *p, size_t len, size_t from)
+{
+	size_t i;
+
+	if (len >= 2 && p[0] == '\r' && p[1] == '\n')
+		return 2;		/* no fields at all */
+	for (i = from; i + 4 <= len; i++)
+		if (memcmp(p + i, "\r\n\r\n", 4) == 0)
+			return i + 4;
+	return 0;
+}
+
+/* Read the header block of a queued message into b; *end as above. */
+static int
+load_block(struct work *w, int fd, struct buf *b, size_t *end)
+{
+	char *chunk;
+	size_t from = 0;
+	ssize_t n;
+	int ex = EX_OK;
+
+	if ((chunk = malloc(CHUNK)) == NULL)
+		return nomem(w);
+	while (ex == EX_OK && (*end = block_end(b->p, b->len, from)) == 0) {
+		if (b->len > HDR_OUT_MAX + 2)
+			break;
+		from = b->len > 3 ? b->len - 3 : 0;
+		if ((n = pread_all(fd, chunk, CHUNK, (off_t)b->len)) == -1)
+			ex = failf(w, EX_IOERR, "cannot read the message "
+			    "file: %s", strerror(errno));
+		else if (n == 0)
+			ex = failf(w, EX_DATAERR, "truncated message file: "
+			    "no empty line ends the header block");
+		else if (buf_add(b, chunk, (size_t)n) == -1)
+			ex = nomem(w);
+	}
+	free(chunk);
+	if (ex == EX_OK && (*end == 0 || *end > HDR_OUT_MAX + 2))
+		ex = failf(w, EX_DATAERR, "the header block of the message "
+		    "file is larger than 2 MiB");
+	return ex;
+}
+
+/* The CR of the CRLF ending the line at p[i], or SIZE_MAX if malformed. */
+static size_t
+crlf_at(const char *p, size_t len, size_t i)
+{
+	for (; i < len; i++) {
+		if (p[i] == '\0' || p[i] == '\n')
+			return SIZE_MAX;
+		if (p[i] == '\r')
+			return i + 1 < len && p[i + 1] == '\n' ? i : SIZE_MAX;
+	}
+	return SIZE_MAX;
+}
+
+/*
+ * Split the fields (each line ending in CRLF; one starting with WSP goes
+ * on the field before) into m->hdrs.  What msg_read cannot have written
+ * is refused: the file may be damaged.
+ */
+static int
+load_fields(struct work *w, const char *p, size_t len)
+{
+	size_t pos = 0, start, eol, valoff, line = 1;
+	char *text;
+	int ex;
+
+	while (pos < len) {
+		start = pos;
+		if (field_name(p + pos, len - pos, &valoff) == 0)
+			return failf(w, EX_DATAERR, "line %zu of the message "
+			    "file is not a header field", line);
+		do {
+			if ((eol = crlf_at(p, len, pos)) == SIZE_MAX)
+				return failf(w, EX_DATAERR, "line %zu of the "
+				    "message file holds a NUL, CR or LF", line);
+			pos = eol + 2;
+			line++;
+		} while (pos < len && is_wsp((unsigned char)p[pos]));
+		if ((text = malloc(eol - start + 1)) == NULL)
+			return nomem(w);
+		memcpy(text, p + start, eol - start);
+		text[eol - start] = '\0';
+		if ((ex = header_push(w, text, eol - start)) != EX_OK) {
+			free(text);
+			return ex;
+		}
+	}
+	return EX_OK;
+}
+
+/* The body stays in the file: a descriptor of our own, from off on. */
+static int
+load_body(struct work *w, int fd, off_t off)
+{
+	struct msg *m = w->msg;
+	struct stat st;
+	char tail[2];
+	ssize_t n;
+
+	if (fstat(fd, &st) == -1)
+		return failf(w, EX_IOERR, "cannot stat the message file: %s",
+		    strerror(errno));
+	if (st.st_size < off)
+		return failf(w, EX_IOERR, "the message file shrank");
+	/* msg_read ends each body line so: DATA's final dot must start one. */
+	if (st.st_size > off) {
+		n = st.st_size - off < 2 ? 0 :
+		    pread_all(fd, tail, 2, st.st_size - 2);
+		if (n == -1)
+			return failf(w, EX_IOERR, "cannot read the message "
+			    "file: %s", strerror(errno));
+		if (n != 2 || memcmp(tail, "\r\n", 2) != 0)
+			return failf(w, EX_DATAERR, "truncated message file: "
+			    "the body does not end with CRLF");
+	}
+	if ((m->spoolfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return failf(w, EX_OSERR, "cannot duplicate the message file "
+		    "descriptor: %s", strerror(errno));
+	m->bodyoff = off;
+	m->bodylen = st.st_size - off;
 	return EX_OK;
 }
 
@@ -1797,16 +1973,33 @@ msg_read(struct msg *m, int fd, const struct msgopts *opts,
 }
 
 /*
- * RFC 5321 4.5.2 dot-stuffing on the way out: a '.' starting a line gets
- * another.  bol survives chunk boundaries.
+ * The message on its way out, buffered: for DATA with RFC 5321 4.5.2
+ * dot-stuffing (a '.' starting a line gets another; bol survives chunk
+ * boundaries), for the queue's copy as it is.
  */
 struct stuffer {
 	msg_put_fn	 put;
 	void		*ctx;
+	int		 dots;		/* dot-stuff */
 	int		 bol;		/* next octet starts a line */
 	size_t		 used;
 	char		 buf[CHUNK];
 };
+
+static struct stuffer *
+stuffer_new(msg_put_fn put, void *ctx, int dots)
+{
+	struct stuffer *s;
+
+	if ((s = malloc(sizeof(*s))) == NULL)
+		return NULL;
+	s->put = put;
+	s->ctx = ctx;
+	s->dots = dots;
+	s->bol = 1;
+	s->used = 0;
+	return s;
+}
 
 static int
 stuff_flush(struct stuffer *s)
@@ -1817,11 +2010,33 @@ stuff_flush(struct stuffer *s)
 	return 0;
 }
 
+/* Without dot-stuffing: plain copies, no need to look at each octet. */
+static int
+stuff_copy(struct stuffer *s, const char *p, size_t n)
+{
+	size_t room;
+
+	while (n > 0) {
+		if (s->used == sizeof(s->buf) && stuff_flush(s) == -1)
+			return -1;
+		room = sizeof(s->buf) - s->used;
+		if (room > n)
+			room = n;
+		memcpy(s->buf + s->used, p, room);
+		s->used += room;
+		p += room;
+		n -= room;
+	}
+	return 0;
+}
+
 static int
 stuff(struct stuffer *s, const char *p, size_t n)
 {
 	size_t i;
 
+	if (!s->dots)
+		return stuff_copy(s, p, n);
 	for (i = 0; i < n; i++) {
 		if (s->used + 2 > sizeof(s->buf) && stuff_flush(s) == -1)
 			return -1;
@@ -1834,53 +2049,91 @@ stuff(struct stuffer *s, const char *p, size_t n)
 }
 
 static int
-send_body(const struct msg *m, struct stuffer *s)
+stuff_chunk(void *ctx, const char *p, size_t n)
 {
-	char *chunk;
-	off_t off = 0;
-	ssize_t n;
-	int rc = 0;
+	return stuff(ctx, p, n);
+}
 
-	if ((chunk = malloc(CHUNK)) == NULL)
-		return -1;
-	while (rc == 0 && off < m->bodylen) {
-		n = pread_all(m->spoolfd, chunk, CHUNK, off);
-		if (n <= 0) {
-			rc = -1;
-			break;
-		}
-		if ((off_t)n > m->bodylen - off)
-			n = (ssize_t)(m->bodylen - off);
-		rc = stuff(s, chunk, (size_t)n);
-		off += n;
+/* Header block, empty line, body; -1 (errno set) if put() or a read fails. */
+static int
+emit(const struct msg *m, struct stuffer *s)
+{
+	size_t i;
+
+	for (i = 0; i < m->nhdrs; i++) {
+		if (stuff(s, m->hdrs[i].text, m->hdrs[i].len) == -1 ||
+		    stuff(s, "\r\n", 2) == -1)
+			return -1;
 	}
-	free(chunk);
-	return rc;
+	if (stuff(s, "\r\n", 2) == -1 || body_chunks(m, stuff_chunk, s) != 0)
+		return -1;
+	return stuff_flush(s);
 }
 
 int
 msg_send(const struct msg *m, msg_put_fn put, void *ctx)
 {
 	struct stuffer *s;
-	size_t i;
-	int rc = 0;
+	int rc;
 
-	if ((s = malloc(sizeof(*s))) == NULL)
+	if ((s = stuffer_new(put, ctx, 1)) == NULL)
 		return -1;
-	s->put = put;
-	s->ctx = ctx;
-	s->bol = 1;
-	s->used = 0;
-	for (i = 0; rc == 0 && i < m->nhdrs; i++) {
-		if (stuff(s, m->hdrs[i].text, m->hdrs[i].len) == -1 ||
-		    stuff(s, "\r\n", 2) == -1)
-			rc = -1;
-	}
-	if (rc == 0 && (stuff(s, "\r\n", 2) == -1 || send_body(m, s) == -1 ||
-	    stuff_flush(s) == -1 || put(ctx, ".\r\n", 3) == -1))
-		rc = -1;
+	rc = emit(m, s);
 	free(s);
+	if (rc == 0 && put(ctx, ".\r\n", 3) == -1)
+		rc = -1;
 	return rc;
+}
+
+static int
+put_fd(void *ctx, const char *buf, size_t len)
+{
+	return write_all(*(int *)ctx, buf, len);
+}
+
+int
+msg_write(const struct msg *m, int fd)
+{
+	struct stuffer *s;
+	int rc, saved;
+
+	if ((s = stuffer_new(put_fd, &fd, 0)) == NULL)
+		return -1;
+	rc = emit(m, s);
+	saved = errno;		/* ENOSPC must reach the caller */
+	free(s);
+	errno = saved;
+	return rc;
+}
+
+int
+msg_load(struct msg *m, int fd, int body8, int notutf8, char *err,
+    size_t errlen)
+{
+	struct work w;
+	struct buf b = { NULL, 0, 0 };
+	size_t end = 0;
+	int ex;
+
+	memset(m, 0, sizeof(*m));
+	m->spoolfd = -1;
+	memset(&w, 0, sizeof(w));
+	w.msg = m;
+	w.err = err;
+	w.errlen = errlen;
+	if ((ex = load_block(&w, fd, &b, &end)) == EX_OK)
+		ex = load_fields(&w, b.p, end - 2);
+	free(b.p);
+	if (ex == EX_OK)
+		ex = load_body(&w, fd, (off_t)end);
+	if (ex != EX_OK) {
+		msg_free(m);
+		return ex;
+	}
+	m->body8 = body8 != 0;
+	m->body_notutf8 = notutf8 != 0;
+	measure(m);
+	return EX_OK;
 }
 
 int

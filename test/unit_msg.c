@@ -2,11 +2,13 @@
  * Unit tests for msg.c: reading, canonicalising, envelope, header
  * rewriting, body conversion and the wire form with dot-stuffing.
  * Every accepted message is also sent, unstuffed and checked against
- * msg->size and the SMTP line rules.
+ * msg->size and the SMTP line rules.  The queue's copy (msg_write,
+ * msg_load) must send the very same bytes.
  */
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1406,6 +1408,494 @@ test_to_7bit(void)
 	result_free(&r);
 }
 
+/* ---- the queue's copy: msg_write and msg_load --------------------------- */
+
+static int
+same_bytes(const struct bytes *a, const struct bytes *b)
+{
+	return a->len == b->len && (a->len == 0 ||
+	    memcmp(a->p, b->p, a->len) == 0);
+}
+
+/* The whole file, read from offset 0. */
+static void
+file_bytes(int fd, struct bytes *b)
+{
+	char buf[8192];
+	off_t off = 0;
+	ssize_t n;
+
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		bytes_add(b, buf, (size_t)n);
+		off += n;
+	}
+	if (n == -1) {
+		perror("pread");
+		exit(2);
+	}
+	if (b->p == NULL)
+		bytes_add(b, "", 0);
+}
+
+/*
+ * Write src's queue copy to a new file, check it is the DATA content
+ * unstuffed (sent holds that, as run() left it), and load it into dst.
+ * The file is closed before returning: dst must hold its own descriptor.
+ */
+static int
+reload(const char *what, const struct msg *src, const struct bytes *sent,
+    struct msg *dst)
+{
+	struct bytes file = { 0 };
+	char err[ERRLEN] = "";
+	int fd, ex;
+
+	fd = input_file("", 0);
+	CHECK(msg_write(src, fd) == 0, "%s: msg_write succeeds", what);
+	file_bytes(fd, &file);
+	CHECK(same_bytes(&file, sent) && (off_t)file.len == src->size,
+	    "%s: the queue's copy is the DATA content unstuffed (%zu octets)",
+	    what, file.len);
+	ex = msg_load(dst, fd, src->body8, src->body_notutf8, err,
+	    sizeof(err));
+	(void)close(fd);
+	CHECK(ex == EX_OK, "%s: msg_load succeeds (%s)", what, err);
+	free(file.p);
+	return ex;
+}
+
+/*
+ * msg_read, msg_write, msg_load, msg_send: the same bytes as msg_send.
+ * Returns the header block's size, for the cases about it.
+ */
+static off_t
+roundtrip(const char *what, const char *data, size_t len, int dotend)
+{
+	static char *to[] = { "a@example.com" };
+	struct conf c;
+	struct msgopts o;
+	struct result r;
+	struct bytes wire = { 0 };
+	struct msg m;
+	off_t hsize;
+
+	conf_make(&c, "me@example.com", NULL, NULL, 0);
+	opts_make(&o, 0, dotend, to, 1);
+	run(&r, what, data, len, &o, &c);
+	CHECK(r.ex == EX_OK, "%s: accepted (%s)", what, r.err);
+	if (r.ex == EX_OK && reload(what, &r.msg, &r.text, &m) == EX_OK) {
+		CHECK(msg_send(&m, put_collect, &wire) == 0 &&
+		    same_bytes(&wire, &r.wire), "%s: the loaded copy sends "
+		    "the same %zu octets", what, r.wire.len);
+		CHECK(m.size == r.msg.size && m.eightbit == r.msg.eightbit &&
+		    m.nhdrs == r.msg.nhdrs, "%s: same size %lld, 8-bit flag "
+		    "%d, %zu fields", what, (long long)r.msg.size,
+		    r.msg.eightbit, r.msg.nhdrs);
+		CHECK(m.sender == NULL && m.nrcpts == 0 && m.note == NULL,
+		    "%s: no envelope loaded", what);
+		msg_free(&m);
+	}
+	hsize = r.msg.size - r.msg.bodylen - 2;
+	free(wire.p);
+	result_free(&r);
+	return hsize;
+}
+
+static const struct {
+	const char	*what;
+	const char	*data;
+	size_t		 len;
+	int		 dotend;
+} rt_cases[] = {
+	{ "rt plain", S("Subject: plain\n\nhello\n"), 0 },
+	{ "rt CRLF input", S("Subject: crlf\r\nTo: a@example.com\r\n\r\n"
+	    "line 1\r\nline 2\r\n"), 0 },
+	{ "rt CR input", S("Subject: cr\r\rone\rtwo\r"), 0 },
+	{ "rt no final line break", S("Subject: x\n\nno newline"), 0 },
+	{ "rt empty body", S("Subject: x\n\n"), 0 },
+	{ "rt empty input", S(""), 0 },
+	{ "rt no header", S("just a body line\nand another\n"), 0 },
+	{ "rt folded fields", S("Subject: a\n b\n\tc\nX-Empty:\nX-WSP: x\n "
+	    "\n\nbody\n"), 0 },
+	{ "rt blank lines first", S("Subject: x\n\n\n\n  indented\n\n"), 0 },
+	{ "rt utf-8 body", S("Subject: x\n\nsch\xc3\xb6n\n"), 0 },
+	{ "rt latin-1 body", S("Subject: x\n\ncaf\xe9\n"), 0 },
+	{ "rt 8-bit header", S("Subject: \xc3\xbc\n\nplain\n"), 0 },
+	{ "rt lone dots, -i", S("Subject: x\n\n.\n..\n.x\n. \nend\n."), 0 },
+	{ "rt lone dot ends", S("Subject: x\n\n..\n.x\n.\nignored\n"), 1 },
+	{ "rt field starting with a dot", S(".Subject: odd\n\nbody\n"), 0 },
+	{ "rt NUL in body", S("Subject: x\n\na\0b\n"), 0 },
+	{ "rt multipart 8-bit", S("Content-Type: multipart/mixed; "
+	    "boundary=b\n\n--b\n\n\xc3\xbc\n--b--\n"), 0 },
+	{ "rt base64 body", S("Content-Transfer-Encoding: base64\n\n"
+	    "w7w=\n\xff\n"), 0 },
+};
+
+/* Bodies and header blocks bigger than a 64 KiB chunk, long lines. */
+static void
+test_roundtrip_big(void)
+{
+	static const char pad[] = "X-Pad: 0123456789012345678901234567890123"
+	    "456789012345678901234567890123456789012345678901234567\n";
+	struct bytes in = { 0 };
+	size_t i;
+
+	bytes_add(&in, S("Subject: long line\n\n"));
+	for (i = 0; i < 2000; i++)
+		bytes_add(&in, i % 7 == 6 ? " " : "x", 1);
+	bytes_add(&in, S("\nshort\n"));
+	(void)roundtrip("rt long line (quoted-printable)", in.p, in.len, 0);
+
+	in.len = 0;
+	bytes_add(&in, S("Content-Type: multipart/mixed; boundary=b\n\n--b\n\n"));
+	for (i = 0; i < 2500; i++)
+		bytes_add(&in, "y", 1);
+	bytes_add(&in, S("\n--b--\n"));
+	(void)roundtrip("rt long line in multipart (folded)", in.p, in.len, 0);
+
+	in.len = 0;
+	bytes_add(&in, S("Subject:"));
+	for (i = 0; i < 600; i++)
+		bytes_add(&in, S(" word"));
+	bytes_add(&in, S("\n\nbody\n"));
+	(void)roundtrip("rt long header (folded)", in.p, in.len, 0);
+
+	/* A dot line starting exactly at the second 64 KiB of the body. */
+	in.len = 0;
+	bytes_add(&in, S("Subject: big\r\n\r\n"));
+	fill_lines(&in, 65536, "\r\n");
+	bytes_add(&in, S(".dot at the chunk boundary\r\n"));
+	fill_lines(&in, 300000, "\r\n");
+	(void)roundtrip("rt 360 KB body", in.p, in.len, 0);
+
+	in.len = 0;
+	for (i = 0; i < 1000; i++)
+		bytes_add(&in, pad, strlen(pad));
+	bytes_add(&in, S("\nbody\n"));
+	(void)roundtrip("rt 100 KB header block", in.p, in.len, 0);
+
+	/* Under msg_read's 1 MiB (CRLF counted), over it once rewritten. */
+	in.len = 0;
+	for (i = 0; i < 1024 * 1024 / sizeof(pad); i++)
+		bytes_add(&in, pad, strlen(pad));
+	bytes_add(&in, S("\nbody\n"));
+	CHECK(roundtrip("rt header block near 1 MiB", in.p, in.len, 0) >
+	    1024 * 1024, "rt header block near 1 MiB: over 1 MiB once "
+	    "rewritten, and loaded");
+	free(in.p);
+}
+
+static void
+test_roundtrip(void)
+{
+	size_t i;
+
+	for (i = 0; i < N(rt_cases); i++)
+		(void)roundtrip(rt_cases[i].what, rt_cases[i].data,
+		    rt_cases[i].len, rt_cases[i].dotend);
+	test_roundtrip_big();
+}
+
+/* msg_to_7bit on the loaded copy: what it does on the original. */
+static void
+test_roundtrip_7bit(void)
+{
+	static const struct {
+		const char	*what;
+		const char	*data;
+		int		 changed;
+	} cases[] = {
+		{ "7bit rt utf-8", "Subject: x\n\nsch\xc3\xb6n = ja\n", 1 },
+		{ "7bit rt latin-1", "Subject: x\n\ncaf\xe9\n", 1 },
+		{ "7bit rt CTE 8bit", "Content-Transfer-Encoding: 8bit\n\n"
+		    "\xc3\xbc\n", 1 },
+		{ "7bit rt 7-bit", "Subject: x\n\nplain\n", 0 },
+		{ "7bit rt multipart", "Content-Type: multipart/mixed; "
+		    "boundary=b\n\n--b\n\n\xc3\xbc\n--b--\n", 0 },
+	};
+	static char *to[] = { "a@example.com" };
+	struct conf c;
+	struct msgopts o;
+	struct result r;
+	struct bytes w1 = { 0 }, w2 = { 0 };
+	struct msg m;
+	size_t i;
+	int ex1, ex2;
+
+	conf_make(&c, "me@example.com", NULL, NULL, 0);
+	opts_make(&o, 0, 0, to, 1);
+	for (i = 0; i < N(cases); i++) {
+		run(&r, cases[i].what, cases[i].data, strlen(cases[i].data),
+		    &o, &c);
+		if (r.ex != EX_OK || reload(cases[i].what, &r.msg, &r.text,
+		    &m) != EX_OK) {
+			CHECK(0, "%s: read and reloaded (%s)", cases[i].what,
+			    r.err);
+			result_free(&r);
+			continue;
+		}
+		ex1 = msg_to_7bit(&r.msg, r.err, sizeof(r.err));
+		ex2 = msg_to_7bit(&m, r.err, sizeof(r.err));
+		w1.len = w2.len = 0;
+		CHECK(ex1 == EX_OK && ex2 == EX_OK &&
+		    msg_send(&r.msg, put_collect, &w1) == 0 &&
+		    msg_send(&m, put_collect, &w2) == 0 && same_bytes(&w1, &w2),
+		    "%s: loaded copy sends the same after msg_to_7bit",
+		    cases[i].what);
+		CHECK(m.size == r.msg.size && m.eightbit == r.msg.eightbit &&
+		    m.body8 == r.msg.body8, "%s: same size and flags",
+		    cases[i].what);
+		CHECK((m.bodyoff == 0) == cases[i].changed, "%s: %s",
+		    cases[i].what, cases[i].changed ? "re-encoded into a "
+		    "spool from offset 0" : "body left in the file");
+		msg_free(&m);
+		result_free(&r);
+	}
+	free(w1.p);
+	free(w2.p);
+}
+
+/* Queue files written by hand: what msg_load takes and refuses. */
+static const struct {
+	const char	*what;
+	const char	*data;
+	size_t		 len;
+	int		 body8;
+	int		 ex;
+	const char	*err;		/* in the error message */
+	size_t		 nhdrs;		/* when loaded: */
+	off_t		 bodyoff;
+	int		 eightbit;
+} load_cases[] = {
+	{ "load one field", S("Subject: x\r\n\r\nbody\r\n"), 0, EX_OK, NULL,
+	    1, 14, 0 },
+	{ "load no fields", S("\r\nbody\r\n"), 0, EX_OK, NULL, 0, 2, 0 },
+	{ "load empty body", S("Subject: x\r\n\r\n"), 0, EX_OK, NULL, 1, 14,
+	    0 },
+	{ "load empty line body", S("Subject: x\r\n\r\n\r\n"), 0, EX_OK, NULL,
+	    1, 14, 0 },
+	{ "load folds", S("Subject: a\r\n b\r\n\tc\r\n \r\nTo: d\r\n\r\nb\r\n"),
+	    0, EX_OK, NULL, 2, 32, 0 },
+	{ "load CRLF CRLF in the body", S("A: 1\r\n\r\n\r\n\r\nB: 2\r\n"), 0,
+	    EX_OK, NULL, 1, 8, 0 },
+	{ "load 8-bit field", S("Subject: \xc3\xbc\r\n\r\nb\r\n"), 0, EX_OK,
+	    NULL, 1, 15, 1 },
+	{ "load 8-bit body", S("Subject: x\r\n\r\nb\r\n"), 1, EX_OK, NULL, 1,
+	    14, 1 },
+	{ "load dot lines", S(".A: 1\r\n\r\n.\r\n..\r\n"), 0, EX_OK, NULL, 1,
+	    9, 0 },
+	{ "load empty file", S(""), 0, EX_DATAERR, "no empty line", 0, 0, 0 },
+	{ "load no empty line", S("Subject: x\r\n"), 0, EX_DATAERR,
+	    "no empty line", 0, 0, 0 },
+	{ "load cut in a field", S("Subject: x"), 0, EX_DATAERR,
+	    "no empty line", 0, 0, 0 },
+	{ "load cut in the empty line", S("Subject: x\r\n\r"), 0, EX_DATAERR,
+	    "no empty line", 0, 0, 0 },
+	{ "load LF lines", S("Subject: x\n\nbody\n"), 0, EX_DATAERR,
+	    "no empty line", 0, 0, 0 },
+	{ "load body cut", S("Subject: x\r\n\r\nbody"), 0, EX_DATAERR,
+	    "does not end with CRLF", 0, 0, 0 },
+	{ "load body cut in CRLF", S("Subject: x\r\n\r\nbody\r"), 0,
+	    EX_DATAERR, "does not end with CRLF", 0, 0, 0 },
+	{ "load 1-octet body", S("Subject: x\r\n\r\n\n"), 0, EX_DATAERR,
+	    "does not end with CRLF", 0, 0, 0 },
+	{ "load fold first", S(" Subject: x\r\n\r\nb\r\n"), 0, EX_DATAERR,
+	    "line 1 ", 0, 0, 0 },
+	{ "load no colon", S("A: 1\r\nno colon\r\n\r\nb\r\n"), 0, EX_DATAERR,
+	    "line 2 of the message file is not a header field", 0, 0, 0 },
+	{ "load empty name", S(": x\r\n\r\nb\r\n"), 0, EX_DATAERR,
+	    "not a header field", 0, 0, 0 },
+	{ "load bare LF", S("A: 1\nB: 2\r\n\r\nb\r\n"), 0, EX_DATAERR,
+	    "line 1 of the message file holds a NUL, CR or LF", 0, 0, 0 },
+	{ "load bare CR", S("A: 1\r\nB: 2\r3\r\n\r\nb\r\n"), 0, EX_DATAERR,
+	    "line 2 ", 0, 0, 0 },
+	{ "load NUL in a fold", S("A: 1\r\n x\0y\r\n\r\nb\r\n"), 0,
+	    EX_DATAERR, "line 2 ", 0, 0, 0 },
+};
+
+/* msg_load's answer to data; the loaded message is sent and checked. */
+static void
+load_one(const char *what, const char *data, size_t len, int body8,
+    int want_ex, const char *want_err, size_t nhdrs, off_t bodyoff,
+    int eightbit)
+{
+	struct bytes wire = { 0 }, text = { 0 };
+	struct msg m;
+	char err[ERRLEN] = "";
+	int fd, ex;
+
+	fd = input_file(data, len);
+	ex = msg_load(&m, fd, body8, 0, err, sizeof(err));
+	(void)close(fd);
+	CHECK(ex == want_ex && (want_err == NULL ||
+	    strstr(err, want_err) != NULL), "%s: %s (%s)", what,
+	    want_ex == EX_OK ? "loaded" : "refused", err);
+	if (ex != EX_OK) {
+		CHECK(m.spoolfd == -1 && m.nhdrs == 0 && m.hdrs == NULL,
+		    "%s: nothing held after the error", what);
+		msg_free(&m);
+		return;
+	}
+	CHECK(m.nhdrs == nhdrs && m.bodyoff == bodyoff &&
+	    m.bodylen == (off_t)len - bodyoff && m.size == (off_t)len &&
+	    m.eightbit == eightbit, "%s: %zu fields, body at %lld, size %lld, "
+	    "8-bit %d", what, m.nhdrs, (long long)m.bodyoff,
+	    (long long)m.size, m.eightbit);
+	CHECK(msg_send(&m, put_collect, &wire) == 0 &&
+	    unstuff(&wire, &text) == 0 && text.len == len &&
+	    memcmp(text.p, data, len) == 0 && wire_is_clean(&wire),
+	    "%s: sends the file, dot-stuffed", what);
+	msg_free(&m);
+	msg_free(&m);
+	free(wire.p);
+	free(text.p);
+}
+
+/* Fields of n octets in all: lines "X:aaa...\r\n" of 100 (n % 100 > 3). */
+static void
+fill_fields(struct bytes *b, size_t n)
+{
+	size_t i, start = b->len;
+
+	fill_lines(b, n, "\r\n");
+	for (i = start; i < b->len; i += 100)
+		memcpy(b->p + i, "X:", 2);
+}
+
+/* The 2 MiB cap and the block's end where 64 KiB reads meet. */
+static void
+test_load_limits(void)
+{
+	const size_t cap = 2 * 1024 * 1024;
+	struct bytes in = { 0 };
+	char what[80], err[ERRLEN];
+	struct msg m;
+	size_t at, k;
+	int fds[2];
+
+	fill_fields(&in, cap);
+	bytes_add(&in, S("\r\nbody\r\n"));
+	load_one("load 2 MiB of fields", in.p, in.len, 0, EX_OK, NULL,
+	    (cap + 99) / 100, (off_t)cap + 2, 0);
+	in.len = 0;
+	fill_fields(&in, cap + 1);
+	bytes_add(&in, S("\r\nbody\r\n"));
+	load_one("load 2 MiB + 1 of fields", in.p, in.len, 0, EX_DATAERR,
+	    "larger than 2 MiB", 0, 0, 0);
+	in.len = 0;
+	fill_fields(&in, 3 * cap / 2);
+	load_one("load 3 MiB, no end", in.p, in.len, 0, EX_DATAERR,
+	    "larger than 2 MiB", 0, 0, 0);
+
+	/* One folded field ending at "at", CRLF CRLF right after it. */
+	for (at = 65530; at <= 65538; at++) {
+		in.len = 0;
+		bytes_add(&in, S("X: "));
+		fill_lines(&in, at - 1, "\r\n");
+		in.len -= 2;
+		for (k = 3; k < in.len; k++)
+			if (in.p[k - 2] == '\r' && in.p[k - 1] == '\n')
+				in.p[k] = ' ';
+		bytes_add(&in, S("\r\n\r\nbody\r\n"));
+		(void)snprintf(what, sizeof(what), "load block end at %zu", at);
+		load_one(what, in.p, in.len, 0, EX_OK, NULL, 1, (off_t)at + 4,
+		    0);
+	}
+	free(in.p);
+
+	if (pipe(fds) == -1) {
+		perror("pipe");
+		exit(2);
+	}
+	CHECK(msg_load(&m, fds[0], 0, 0, err, sizeof(err)) == EX_IOERR,
+	    "load from a pipe: EX_IOERR (%s)", err);
+	(void)close(fds[0]);
+	(void)close(fds[1]);
+}
+
+/* ENOSPC and other write errors come back as errno. */
+static void
+test_write_errors(void)
+{
+	static char *to[] = { "a@example.com" };
+	struct conf c;
+	struct msgopts o;
+	struct result r;
+	struct bytes in = { 0 };
+	int fd;
+
+	conf_make(&c, "me@example.com", NULL, NULL, 0);
+	opts_make(&o, 0, 0, to, 1);
+	bytes_add(&in, S("Subject: x\n\n"));
+	fill_lines(&in, 200000, "\n");
+	run(&r, "write errors", in.p, in.len, &o, &c);
+	if ((fd = open("/dev/full", O_WRONLY)) != -1) {
+		errno = 0;
+		CHECK(msg_write(&r.msg, fd) == -1 && errno == ENOSPC,
+		    "msg_write to /dev/full: -1, ENOSPC (%s)", strerror(errno));
+		(void)close(fd);
+	} else
+		CHECK(1, "# SKIP /dev/full: %s", strerror(errno));
+	fd = input_file("", 0);
+	(void)close(fd);
+	errno = 0;
+	CHECK(msg_write(&r.msg, fd) == -1 && errno == EBADF,
+	    "msg_write to a closed descriptor: -1, EBADF");
+	result_free(&r);
+	free(in.p);
+}
+
+/* Aliases can make the header block grow: msg_read keeps it loadable. */
+static void
+test_rewritten_cap(void)
+{
+	static char *to[] = { "a@example.com" };
+	struct conf c;
+	struct msgopts o;
+	struct result r;
+	struct msg m;
+	struct bytes in = { 0 };
+	size_t i;
+
+	conf_make(&c, "me@example.com", NULL, al_basic, N(al_basic));
+	opts_make(&o, 0, 0, to, 1);
+	bytes_add(&in, S("Cc: ops"));
+	for (i = 0; i < 40000; i++)
+		bytes_add(&in, S(", ops"));
+	bytes_add(&in, S("\n\nbody\n"));
+	run(&r, "alias growth to 1.4 MB", in.p, in.len, &o, &c);
+	CHECK(r.ex == EX_OK && r.msg.size > 1024 * 1024,
+	    "alias growth to 1.4 MB: accepted (%s)", r.err);
+	if (r.ex == EX_OK && reload("alias growth to 1.4 MB", &r.msg, &r.text,
+	    &m) == EX_OK)
+		msg_free(&m);
+	result_free(&r);
+
+	in.len = 0;
+	bytes_add(&in, S("Cc: ops"));
+	for (i = 0; i < 70000; i++)
+		bytes_add(&in, S(", ops"));
+	bytes_add(&in, S("\n\nbody\n"));
+	run(&r, "alias growth to 2.5 MB", in.p, in.len, &o, &c);
+	CHECK(r.ex == EX_DATAERR && strstr(r.err, "2 MiB") != NULL,
+	    "alias growth to 2.5 MB: EX_DATAERR (%s)", r.err);
+	result_free(&r);
+	free(in.p);
+}
+
+static void
+test_load(void)
+{
+	size_t i;
+
+	for (i = 0; i < N(load_cases); i++)
+		load_one(load_cases[i].what, load_cases[i].data,
+		    load_cases[i].len, load_cases[i].body8, load_cases[i].ex,
+		    load_cases[i].err, load_cases[i].nhdrs,
+		    load_cases[i].bodyoff, load_cases[i].eightbit);
+	test_load_limits();
+}
+
 int
 main(void)
 {
@@ -1426,5 +1916,10 @@ main(void)
 	test_long_headers();
 	test_pipe();
 	test_to_7bit();
+	test_roundtrip();
+	test_roundtrip_7bit();
+	test_load();
+	test_write_errors();
+	test_rewritten_cap();
 	UNIT_END();
 }
