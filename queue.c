@@ -675,6 +675,7 @@ queue_add_failed(struct queue *q, const char *id, int srcfd,
     const char *origin, const char *why, char *err, size_t errlen)
 {
 	struct qentry e;
+	struct stat st;
 	int dfd = -1, fd = -1, saved;
 
 	memset(&e, 0, sizeof(e));
@@ -684,6 +685,8 @@ queue_add_failed(struct queue *q, const char *id, int srcfd,
 		return syserr(q, "tmp", NULL, err, errlen);
 	e.uid = getuid();
 	e.created = time(NULL);
+	if (srcfd != -1 && fstat(srcfd, &st) == 0)
+		e.size = st.st_size;
 	e.sender = (char *)"";
 	e.origin = (char *)origin;
 	e.reason = (char *)why;

@@ -882,8 +882,17 @@ smtp_send(struct smtp *s, struct msg *m, struct delivery *d, char *err,
 	if (s->r.lines > 0)
 		reply_oneline(&s->r, d->last, sizeof d->last);
 	settle(s, m);
-	/* Lost before the message went out: a new session may send it. */
-	d->unsent = s->broken && !s->dot_sent && ex == EX_TEMPFAIL;
+	/*
+	 * Lost before the message went out, on a session that had carried
+	 * others: the server's limit, not this message.  A new session may
+	 * send it.
+	 */
+	d->unsent = s->broken && !s->dot_sent && ex == EX_TEMPFAIL &&
+	    s->transactions > 1;
+	/* For the log: what the smarthost said to the recipients. */
+	if (!s->data_ok && m->nrcpts > 0 && m->rcpts[0].code != 0 &&
+	    m->rcpts[0].reply != NULL)
+		strlcpy(d->last, m->rcpts[0].reply, sizeof d->last);
 	if (ex == EX_OK && (size_t)accepted < m->nrcpts)
 		ex = refused_summary(s, m, accepted);
 	return ex;

@@ -40,8 +40,8 @@ in_queue(struct queue *q, const char *id)
 
 /* Keep a bad file's bytes (if fd != -1) and why in failed/, then drop it. */
 static void
-reject(struct spool *sp, const char *name, const char *id, int fd,
-    const char *why)
+reject(struct spool *sp, const char *name, const char *path, const char *id,
+    int fd, const char *why)
 {
 	char origin[300], reason[ERRLEN], err[ERRLEN], safe[256];
 	int isdir;
@@ -58,12 +58,12 @@ reject(struct spool *sp, const char *name, const char *id, int fd,
 		return;
 	}
 	log_line(sp->r->conf, 0, "id=%s status=failed error=%s", id, reason);
-	isdir = unlinkat(sp->dirfd, name, 0) == -1 && (errno == EISDIR ||
+	isdir = unlinkat(sp->dirfd, path, 0) == -1 && (errno == EISDIR ||
 	    errno == EPERM);
 	/* A directory that is not empty: out of the way, not taken again. */
-	if (isdir && unlinkat(sp->dirfd, name, AT_REMOVEDIR) == -1) {
+	if (isdir && unlinkat(sp->dirfd, path, AT_REMOVEDIR) == -1) {
 		snprintf(origin, sizeof(origin), CLAIM "bad-%s", id);
-		(void)renameat(sp->dirfd, name, sp->dirfd, origin);
+		(void)renameat(sp->dirfd, path, sp->dirfd, origin);
 	}
 	(void)fsync(sp->dirfd);
 }
@@ -84,7 +84,7 @@ take_in(struct spool *sp, int fd, const char *claim, const char *name,
 	if ((ex = msg_read(&m, fd, &mo, sp->r->conf, err, sizeof(err))) !=
 	    EX_OK) {
 		if (ex == EX_DATAERR || ex == EX_USAGE || ex == EX_NOUSER)
-			reject(sp, claim, id, fd, err);
+			reject(sp, name, claim, id, fd, err);
 		else
 			log_line(sp->r->conf, 0, "spool file %s: %s (left "
 			    "for the next run)", claim, err);
@@ -147,7 +147,7 @@ one_file(struct spool *sp, const char *name)
 
 	queue_new_id(id, sizeof(id));
 	if (unusable(sp, name, why, sizeof(why)) != NULL) {
-		reject(sp, name, id, -1, why);
+		reject(sp, name, name, id, -1, why);
 		return;
 	}
 	if ((fd = openat(sp->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
@@ -155,7 +155,7 @@ one_file(struct spool *sp, const char *name)
 		if (errno != ENOENT) {
 			snprintf(why, sizeof(why), "cannot be read: %s",
 			    strerror(errno));
-			reject(sp, name, id, -1, why);
+			reject(sp, name, name, id, -1, why);
 		}
 		return;
 	}

@@ -21,9 +21,12 @@
 #                    assert_file_matches assert_same (a missing file fails)
 #   setup            t_setup wait_for wait_file
 #   servers          start_smarthost start_raw srv_port srv_out srv_pid
-#                    stop_server stop_servers wait_event msg_count
-#                    wait_msgs msg_json
+#                    stop_server stop_servers restart_smarthost free_port
+#                    wait_event msg_count wait_msgs msg_json
 #   relay            write_conf write_conf_for run_relay assert_error
+#                    assert_log
+#   the queue        q_dir q_ids q_count q_path q_env q_set q_rcpts
+#                    iso_utc iso_epoch
 #   one message to server after server ($T/msg.txt)
 #                    send timed_send assert_elapsed delivered nothing_stored
 #   secrets          secret_forms assert_no_secret no_creds
@@ -50,7 +53,8 @@ T_PASSED=0
 T_FAILED=0
 T_NAME=$(basename "${0%.sh}")
 _T_PIDS=()			# every server started, for the exit trap
-declare -A _T_SRV_PID _T_SRV_OUT _T_SRV_PORT _T_SRV_KIND _T_SRV_MODE
+declare -A _T_SRV_PID _T_SRV_OUT _T_SRV_PORT _T_SRV_KIND _T_SRV_MODE \
+    _T_SRV_ARGS
 _T_RUNS=0
 
 # ---- results ----------------------------------------------------------
@@ -274,12 +278,13 @@ _t_name_ok() {
 	[ -z "${_T_SRV_PID[$1]-}" ] || t_bail "server \"$1\" already started"
 }
 
-# _t_start KIND NAME SCRIPT ARGS...
+# _t_start KIND NAME SCRIPT ARGS...  (_T_RESTART=1: NAME may exist.)
 _t_start() {
 	local kind=$1 name=$2 script=$3 out have_cert='' have_user='' mode=''
 	shift 3
 	[ -n "${T-}" ] || t_bail "start_$kind: call t_setup first"
-	_t_name_ok "$name"
+	[ -n "${_T_RESTART-}" ] || _t_name_ok "$name"
+	_T_SRV_ARGS[$name]=$(printf '%q ' "$@")
 	out=$T/$name
 	mkdir -p "$out"
 	local args=()
@@ -299,8 +304,10 @@ _t_start() {
 	    args+=(--cert "$PKI/server.chain.pem" --key "$PKI/server.key")
 	[ -n "$have_user" ] || args+=(--user "$T_USER" --password "$T_PASS")
 	rm -f "$out/port"
+	# A restart keeps what the earlier run said.
+	[ -n "${_T_RESTART-}" ] || : >"$out/stdout.log" >"$out/stderr.log"
 	"$PY" "$TESTDIR/$script" --outdir "$out" --portfile "$out/port" \
-	    "${args[@]}" >"$out/stdout.log" 2>"$out/stderr.log" &
+	    "${args[@]}" >>"$out/stdout.log" 2>>"$out/stderr.log" &
 	local pid=$!
 	_T_PIDS+=("$pid")
 	_T_SRV_PID[$name]=$pid
@@ -310,6 +317,7 @@ _t_start() {
 	local end=$((SECONDS + 10))
 	until [ -s "$out/port" ]; do
 		if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$end" ]; then
+			[ -z "${_T_RESTART-}" ] || { _t_kill "$pid"; return 1; }
 			t_bail "start $kind $name ($*): no port file; stderr:
 $(tail -n 20 "$out/stderr.log")"
 		fi
@@ -344,6 +352,63 @@ start_raw() {
 	local name=$1
 	shift
 	_t_start raw "$name" rawserver.py "$@"
+}
+
+# restart_smarthost NAME [ARGS...]: stop smarthost NAME if it runs, and
+# start it again on the same port and output directory, with ARGS, or
+# without ARGS those it was started with last time (a "--port" among them
+# is replaced).  Message and connection numbers go on from the last run
+# (1.eml is not overwritten).  Sets the same variables as start_smarthost.
+# For "the smarthost is down, then up again": start_smarthost NAME ...;
+# write_conf_for NAME ...; stop_server NAME; (relay queues); restart_smarthost
+# NAME.  Bails out if the port cannot be bound again within 10 s.
+restart_smarthost() {
+	local name=$1 port old p a keep=()
+	shift
+	[ -n "${_T_SRV_PORT[$name]-}" ] ||
+	    t_bail "restart_smarthost: no server $name"
+	[ "${_T_SRV_KIND[$name]}" = smarthost ] ||
+	    t_bail "restart_smarthost: $name is not a smarthost"
+	port=${_T_SRV_PORT[$name]}
+	old=${_T_SRV_PID[$name]}
+	_t_kill "$old"
+	for p in "${_T_PIDS[@]}"; do
+		[ "$p" = "$old" ] || keep+=("$p")
+	done
+	_T_PIDS=("${keep[@]}")
+	if [ $# -eq 0 ]; then
+		eval "set -- ${_T_SRV_ARGS[$name]}"
+	fi
+	keep=()
+	while [ $# -gt 0 ]; do
+		a=$1
+		shift
+		if [ "$a" = --port ]; then
+			shift
+			continue
+		fi
+		keep+=("$a")
+	done
+	local end=$((SECONDS + 10))
+	while :; do
+		_T_RESTART=1 _t_start smarthost "$name" smarthost.py \
+		    "${keep[@]}" --port "$port" && break
+		[ "$SECONDS" -lt "$end" ] || break
+		sleep 0.1
+	done
+	[ "${_T_SRV_PORT[$name]}" = "$port" ] && kill -0 "${_T_SRV_PID[$name]}" ||
+	    t_bail "restart_smarthost $name: cannot listen on port $port again; stderr:
+$(tail -n 5 "${_T_SRV_OUT[$name]}/stderr.log")"
+}
+
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on (the
+# kernel's pick, released at once: a port a test can start a server on
+# later, or connect to and be refused).
+free_port() {
+	"$PY" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # srv_port NAME / srv_out NAME / srv_pid NAME: for either kind.
@@ -448,8 +513,10 @@ write_conf() {
 # write_conf_for NAME FILE [KEY VALUE]...: a relay.conf for server NAME:
 # host localhost, its port, tls implicit|starttls|none from its mode
 # (raw: implicit for tls-then-stall, else starttls), user $T_USER,
-# password $T_PASS, ca_file $PKI/ca.crt, log stderr.  A KEY given replaces
-# the default; VALUE "-" drops the key.  Extra keys are appended.
+# password $T_PASS, ca_file $PKI/ca.crt, log stderr, queue $T/queue (so
+# that no test uses /var/spool/relay; "queue none" for no queue, "queue -"
+# for relay's default).  A KEY given replaces the default; VALUE "-" drops
+# the key.  Extra keys are appended.
 write_conf_for() {
 	local name=$1 file=$2 tls
 	shift 2
@@ -460,8 +527,9 @@ write_conf_for() {
 	*)			tls=starttls ;;
 	esac
 	local -A val=([host]=localhost [port]=${_T_SRV_PORT[$name]} [tls]=$tls
-	    [user]=$T_USER [password]=$T_PASS [ca_file]=$PKI/ca.crt [log]=stderr)
-	local keys=(host port tls user password ca_file log) k
+	    [user]=$T_USER [password]=$T_PASS [ca_file]=$PKI/ca.crt [log]=stderr
+	    [queue]=$T/queue)
+	local keys=(host port tls user password ca_file log queue) k
 	while [ $# -gt 0 ]; do
 		[ $# -ge 2 ] || t_bail "write_conf_for: key $1 without a value"
 		[ -n "${val[$1]+x}" ] || keys+=("$1")
@@ -509,12 +577,14 @@ run_relay() {
 }
 
 # assert_error WHAT WORD...: the last run_relay printed exactly one error
-# line, "$RELAY_NAME: ...", and it holds every WORD.  Its log record
-# ("NAME: from=<...> status=...") does not count, nor, when it ran with
-# -v, the dialogue (">>> ", "<<< " and "*** " lines).
+# line, "$RELAY_NAME: ...", and it holds every WORD.  Its log records
+# ("NAME: from=<...> status=...", "NAME: id=ID from=<...> status=...") do
+# not count, nor, when it ran with -v, the dialogue (">>> ", "<<< " and
+# "*** " lines).
 assert_error() {
 	local what=$1 lines n w missing=()
-	local skip=(-e "^$RELAY_NAME: from=<.* status=")
+	local skip=(-e "^$RELAY_NAME: from=<.* status="
+	    -e "^$RELAY_NAME: id=[0-9a-f]* from=<.* status=")
 	shift
 	[[ " ${RELAY_ARGS[*]} " == *" -v "* ]] &&
 	    skip+=(-e '^>>> ' -e '^<<< ' -e '^\*\*\* ')
@@ -530,6 +600,27 @@ assert_error() {
 		fail "$what: one error line naming: $*" \
 		    "$n error lines; missing: ${missing[*]:-none}" "$lines"
 	fi
+}
+
+# assert_log WHAT ERE...: one log record of the last run_relay ("NAME:
+# ... status=...", on stderr with "log stderr") matches every ERE, in any
+# order (the fields' order is not fixed here): assert_log "queued"
+# "id=$ID( |$)" "status=deferred " "attempts=1( |$)".
+assert_log() {
+	local what=$1 line r all
+	shift
+	while IFS= read -r line; do
+		all=1
+		for r in "$@"; do
+			[[ $line =~ $r ]] || { all=; break; }
+		done
+		if [ -n "$all" ]; then
+			ok "$what: log record with $*"
+			return 0
+		fi
+	done < <(grep -a "^$RELAY_NAME: .*status=" "$RELAY_ERR")
+	fail "$what: log record with $*" "records:" \
+	    "$(grep -a "^$RELAY_NAME: .*status=" "$RELAY_ERR" | head -c 2000)"
 }
 
 # ---- one message to server after server -------------------------------
@@ -680,3 +771,73 @@ added() {
 # The Date field relay adds (RFC 5322, English names).
 # shellcheck disable=SC2034
 DATE_RE='^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2[0-9]{3} [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}$'
+
+# ---- the queue --------------------------------------------------------
+# relay's queue (QUEUE-SPEC / relay(8)): DIR/queue/ID/{message,envelope},
+# DIR/failed/ID/..., DIR/tmp/ID/.  DIR is $QDIR if set, else $T/queue (what
+# write_conf_for configures).  The envelope is "key value" lines; created,
+# last-attempt and next-attempt are UTC "2026-11-22T14:35:01Z".
+
+# q_dir: the queue directory the helpers look at.
+q_dir() { printf '%s\n' "${QDIR:-$T/queue}"; }
+
+# q_ids [queue|failed|tmp]: the entry ids there (default queue), sorted,
+# one a line; nothing if the directory does not exist.
+q_ids() {
+	local d
+	d=$(q_dir)/${1:-queue}
+	[ -d "$d" ] || return 0
+	find "$d" -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort
+}
+
+# q_count [queue|failed|tmp]: how many entries there.
+q_count() { q_ids "$@" | grep -c .; }
+
+# q_path ID [FILE=envelope]: the file of entry ID, in queue/ or else in
+# failed/ (printed even if missing, as queue/ID/FILE).
+q_path() {
+	local d f=${2:-envelope}
+	d=$(q_dir)
+	if [ ! -e "$d/queue/$1/$f" ] && [ -e "$d/failed/$1/$f" ]; then
+		printf '%s\n' "$d/failed/$1/$f"
+	else
+		printf '%s\n' "$d/queue/$1/$f"
+	fi
+}
+
+# q_env ID KEY: the value of KEY in entry ID's envelope (every such line's,
+# one a line; "rcpt" gives "STATE <ADDR> REPLY").  Returns 1 if absent.
+q_env() {
+	local f
+	f=$(q_path "$1")
+	[ -f "$f" ] || return 1
+	awk -v k="$2" 'index($0, k " ") == 1 { print substr($0, length(k) + 2); n++ }
+	    END { exit !n }' "$f"
+}
+
+# q_rcpts ID: "STATE <ADDR>" of each recipient of entry ID, one a line.
+q_rcpts() { q_env "$1" rcpt | awk '{ print $1, $2 }'; }
+
+# q_set ID KEY VALUE: replace the KEY line of entry ID's envelope (added
+# if missing), as an administrator or a test simulating time would: the
+# documented lines are created and next-attempt.
+q_set() {
+	local f
+	f=$(q_path "$1")
+	[ -f "$f" ] || t_bail "q_set: no envelope $f"
+	awk -v k="$2" -v v="$3" 'index($0, k " ") == 1 { if (!done) print k " " v;
+	    done = 1; next } { print } END { if (!done) print k " " v }' \
+	    "$f" >"$f.test-edit" && mv "$f.test-edit" "$f" ||
+	    t_bail "q_set: cannot rewrite $f"
+}
+
+# iso_utc [OFFSET_SECONDS=0]: now plus OFFSET as the envelope writes it.
+iso_utc() { date -u -d "@$(($(date +%s) + ${1:-0}))" +%Y-%m-%dT%H:%M:%SZ; }
+
+# iso_epoch ISO: seconds since the epoch of "2026-11-22T14:35:01Z"; empty
+# (and status 1) if it is not in that form.
+iso_epoch() {
+	[[ $1 =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
+	    return 1
+	date -u -d "$1" +%s
+}

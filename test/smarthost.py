@@ -15,9 +15,14 @@ and --help.  Files written to --outdir:
                     accept C, connect C, tls C ok VERSION CIPHER,
                     tls C fail REASON (STARTTLS only), ehlo C NAME,
                     helo C NAME, starttls C, auth C ok|fail MECH USER,
-                    mail C ADDR, rcpt C ADDR, reject C ADDR, data C,
+                    mail C ADDR, rcpt C ADDR, reject C ADDR,
+                    defer C ADDR, data C,
                     message C N, fault C STAGE ACTION, quit C, close C
   server.log      human-readable log with timestamps (the SMTP dialogue)
+
+Started again on the same --outdir (and --port), it goes on numbering
+messages and connections from where the last run stopped, so a test can
+take the smarthost down and bring it back on the same port.
 """
 
 import argparse
@@ -86,6 +91,17 @@ class Store:
         self.nmsg = 0
         self.nconn = 0
         os.makedirs(outdir, exist_ok=True)
+        # A restart on the same directory goes on where the last run left.
+        while os.path.exists(os.path.join(outdir, f"{self.nmsg + 1}.json")):
+            self.nmsg += 1
+        try:
+            with open(os.path.join(outdir, "events.log")) as f:
+                for line in f:
+                    w = line.split()
+                    if len(w) >= 2 and w[0] == "accept" and w[1].isdigit():
+                        self.nconn = max(self.nconn, int(w[1]))
+        except FileNotFoundError:
+            pass
         self.plain = open(os.path.join(outdir, "plaintext.log"), "ab",
                           buffering=0)
         self.events = open(os.path.join(outdir, "events.log"), "a",
@@ -167,6 +183,11 @@ class Handler:
             if address.startswith(prefix):
                 self.store.event("reject", server.conn_id, address)
                 return f"550 5.1.1 <{address}>: recipient rejected"
+        for prefix in self.opts.defer_rcpt:
+            if address.startswith(prefix):
+                self.store.event("defer", server.conn_id, address)
+                return (f"451 4.7.1 <{address}>: greylisted, "
+                        "try again later")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         self.store.event("rcpt", server.conn_id, address)
@@ -459,6 +480,8 @@ def parse_args(argv):
                    help="written (atomically) with the port once listening")
     p.add_argument("--listen", default="127.0.0.1",
                    help="address to bind (127.0.0.1 or ::1)")
+    p.add_argument("--port", type=int, default=0,
+                   help="port to bind; 0 (default): one the kernel picks")
     p.add_argument("--fault", action="append", default=[],
                    metavar="STAGE:ACTION[:COUNT]",
                    help="STAGE: " + " ".join(STAGES) + "; ACTION: a 3-digit "
@@ -469,6 +492,8 @@ def parse_args(argv):
                    "PIPELINING SMTPUTF8)")
     p.add_argument("--reject-rcpt", action="append", default=[],
                    metavar="PREFIX", help="550 to RCPT addresses with PREFIX")
+    p.add_argument("--defer-rcpt", action="append", default=[],
+                   metavar="PREFIX", help="451 to RCPT addresses with PREFIX")
     p.add_argument("--stall-seconds", type=float, default=30)
     p.add_argument("--size-limit", type=int, default=None,
                    help="advertised and enforced SIZE; 0: none")
@@ -524,7 +549,7 @@ async def serve(opts):
         return FaultySMTP(handler, opts, store, implicit, loop=loop, **kw)
 
     server = await loop.create_server(
-        factory, host=opts.listen, port=0,
+        factory, host=opts.listen, port=opts.port,
         ssl=ctx if implicit else None, reuse_address=True)
     port = server.sockets[0].getsockname()[1]
     log.info("listening on %s port %d mode %s", opts.listen, port, opts.mode)

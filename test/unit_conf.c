@@ -544,6 +544,82 @@ test_aliases(void)
 	    "(no '@', ':' or ',')", "alias name with ESC");
 }
 
+#define DURATION_1D	"is not a duration from 1s to 1d (a number with an " \
+			"optional unit s, m, h or d, as in 5m)"
+#define DURATION_366D	"is not a duration from 1s to 366d (a number with " \
+			"an optional unit s, m, h or d, as in 5m)"
+
+/* Durations: plain seconds or one unit; the queue's keywords. */
+static void
+test_queue_keywords(void)
+{
+	static const struct {
+		const char	*text;
+		int		 min, max, age;
+	} ok[] = {
+		{ "host h\n", 300, 14400, 432000 },
+		{ "host h\nretry_min 60\nretry_max 2h\nmax_age 1d\n",
+		    60, 7200, 86400 },
+		{ "host h\nretry_min 30s\nretry_max 30s\nmax_age 366d\n",
+		    30, 30, 366 * 86400 },
+		{ "host h\nretry_min 1m\n", 60, 14400, 432000 },
+	};
+	static const struct {
+		const char	*text, *want, *name;
+	} bad[] = {
+		{ "host h\nmax_age 367d\n",
+		    CONF ":2: max_age \"367d\" " DURATION_366D, "367 days" },
+		{ "host h\nretry_min 5x\n",
+		    CONF ":2: retry_min \"5x\" " DURATION_366D, "bad unit" },
+		{ "host h\nretry_min m\n",
+		    CONF ":2: retry_min \"m\" " DURATION_366D, "unit alone" },
+		{ "host h\nretry_max 1 h\n",
+		    CONF ":2: retry_max \"1 h\" " DURATION_366D, "space" },
+		{ "host h\nretry_min 2h\nretry_max 1h\n",
+		    CONF ": retry_min (7200s) is longer than retry_max (3600s)",
+		    "min over max" },
+		{ "host h\nqueue spool/relay\n",
+		    CONF ":2: queue \"spool/relay\" must be an absolute path "
+		    "or \"none\"", "relative queue" },
+		{ "host h\nspool in\n",
+		    CONF ":2: spool \"in\" must be an absolute path",
+		    "relative spool" },
+		{ "host h\nqueue none\nspool /var/in\n",
+		    CONF ": spool /var/in needs a queue (it is \"queue none\")",
+		    "spool without queue" },
+	};
+	struct conf c;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (load_ok(&c, ok[i].text, ok[i].text) != 0)
+			continue;
+		CHECK(c.retry_min == ok[i].min && c.retry_max == ok[i].max &&
+		    c.max_age == ok[i].age, "durations of %s", ok[i].text);
+		CHECK_STR(c.queue, RELAY_QUEUE_DEFAULT, "default queue");
+		CHECK(c.spool == NULL, "no spool by default");
+		conf_free(&c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error(bad[i].text, bad[i].want, bad[i].name);
+	if (load_ok(&c, "host h\ntimeout_data_end 1d\ntimeout_connect 2m\n",
+	    "timeouts with units") == 0) {
+		CHECK(c.timeout[TMO_DATA_END] == 86400 &&
+		    c.timeout[TMO_CONNECT] == 120, "timeouts take units");
+		conf_free(&c);
+	}
+	if (load_ok(&c, "host h\nqueue none\n", "queue none") == 0) {
+		CHECK(c.queue == NULL, "queue none: no queue");
+		conf_free(&c);
+	}
+	if (load_ok(&c, "host h\nqueue /q\nspool /in\n", "queue, spool") ==
+	    0) {
+		CHECK_STR(c.queue, "/q", "queue set");
+		CHECK_STR(c.spool, "/in", "spool set");
+		conf_free(&c);
+	}
+}
+
 static void
 test_timeouts(void)
 {
@@ -560,13 +636,12 @@ test_timeouts(void)
 		    c.timeout[TMO_DATA_END] == 86400, "each timeout set");
 	conf_free(&c);
 	expect_error("host h\ntimeout_connect 0\n",
-	    CONF ":2: timeout_connect \"0\" is too small (expected 1-86400)",
-	    "timeout 0");
+	    CONF ":2: timeout_connect \"0\" " DURATION_1D, "timeout 0");
 	expect_error("host h\ntimeout_data_end 86401\n",
-	    CONF ":2: timeout_data_end \"86401\" is too large "
-	    "(expected 1-86400)", "timeout 86401");
+	    CONF ":2: timeout_data_end \"86401\" " DURATION_1D,
+	    "timeout 86401");
 	expect_error("host h\ntimeout_command -5\n",
-	    CONF ":2: timeout_command \"-5\" is too small (expected 1-86400)",
+	    CONF ":2: timeout_command \"-5\" " DURATION_1D,
 	    "negative timeout");
 	expect_error("host h\ntimeout_greeting 1\ntimeout_greeting 2\n",
 	    CONF ":3: \"timeout_greeting\" already set at line 2",
@@ -714,6 +789,7 @@ main(void)
 	test_addresses();
 	test_aliases();
 	test_timeouts();
+	test_queue_keywords();
 	test_fingerprint();
 	test_hints();
 	test_files();
