@@ -60,7 +60,7 @@ check: werror test/obj/relay $(UNITS)
 
 # Fuzzing (clang's libFuzzer; not part of check): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
-FUZZERS	= addr conf msg reply
+FUZZERS	= addr conf msg queue reply
 FUZZ_SRCS = $(filter-out relay.c,$(SRCS))
 
 fuzz:

@@ -14,9 +14,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,23 +92,35 @@ fmt_time(char *buf, size_t size, time_t t)
 		strlcpy(buf, "1970-01-01T00:00:00Z", size);
 }
 
+/* Exactly what fmt_time writes, for a time it could have written. */
 static int
 parse_time(const char *s, time_t *out)
 {
-	struct tm tm;
-	int n = 0;
+	static const char form[] = "dddd-dd-ddTdd:dd:ddZ";
+	struct tm tm, back;
+	size_t i;
 
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon,
-	    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-	    s[n] != '\0' || tm.tm_year < 1970 || tm.tm_mon < 1 ||
-	    tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+	for (i = 0; form[i] != '\0'; i++)
+		if (form[i] == 'd' ? !isdigit((unsigned char)s[i]) :
+		    s[i] != form[i])
+			return -1;
+	if (s[i] != '\0')
 		return -1;
-	tm.tm_year -= 1900;
-	tm.tm_mon--;
-	*out = timegm(&tm);
-	return *out == (time_t)-1 ? -1 : 0;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = atoi(s) - 1900;
+	tm.tm_mon = atoi(s + 5) - 1;
+	tm.tm_mday = atoi(s + 8);
+	tm.tm_hour = atoi(s + 11);
+	tm.tm_min = atoi(s + 14);
+	tm.tm_sec = atoi(s + 17);
+	back = tm;	/* timegm() normalises what it is given */
+	if (tm.tm_year < 70 || (*out = timegm(&back)) == (time_t)-1 ||
+	    gmtime_r(out, &back) == NULL)
+		return -1;
+	/* 02-30 or 23:59:60 would come back as another day. */
+	return back.tm_year == tm.tm_year && back.tm_mon == tm.tm_mon &&
+	    back.tm_mday == tm.tm_mday && back.tm_hour == tm.tm_hour &&
+	    back.tm_min == tm.tm_min && back.tm_sec == tm.tm_sec ? 0 : -1;
 }
 
 /* One line of text: anything that could break the format becomes '?'. */
@@ -229,6 +243,10 @@ parse_rcpt(struct qentry *e, const char *value)
 	if ((why = parse_path(value + n + 1, &r->addr, &rest)) != NULL)
 		return why;
 	e->nrcpts++;
+	if (r->addr[0] == '\0')
+		return "a recipient cannot be the null address <>";
+	if (*rest != '\0' && *rest != ' ')
+		return "text right after a recipient's '>'";
 	if (*rest == ' ' && rest[1] != '\0' &&
 	    (r->reply = strdup(rest + 1)) == NULL)
 		return strerror(errno);
@@ -252,7 +270,7 @@ parse_field(struct qentry *e, const char *key, const char *value)
 	const char *why = NULL, *rest;
 
 	if (strcmp(key, "version") == 0) {
-		if ((why = parse_number(value, 1000000, &n)) == NULL &&
+		if ((why = parse_number(value, LLONG_MAX, &n)) == NULL &&
 		    n > QUEUE_VERSION)
 			why = "written by a newer relay (format version too "
 			    "high)";
@@ -282,6 +300,9 @@ parse_field(struct qentry *e, const char *key, const char *value)
 		if ((why = parse_number(value, 1000000, &n)) == NULL)
 			e->attempts = (unsigned)n;
 	} else if (strcmp(key, "body") == 0) {
+		if (strcmp(value, "7bit") != 0 && strcmp(value, "8bit") != 0 &&
+		    strcmp(value, "8bit-not-utf8") != 0)
+			why = "body must be 7bit, 8bit or 8bit-not-utf8";
 		e->body8 = strcmp(value, "7bit") != 0;
 		e->body_notutf8 = strcmp(value, "8bit-not-utf8") == 0;
 	} else if (strcmp(key, "origin") == 0) {
@@ -541,24 +562,39 @@ taken(struct queue *q, const char *id)
 	    fstatat(q->failedfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/* An id is a plain name: no '/', not hidden, not empty. */
+static int
+valid_id(const char *id)
+{
+	return id[0] != '\0' && id[0] != '.' && strchr(id, '/') == NULL &&
+	    strlen(id) < sizeof(((struct qentry *)0)->id);
+}
+
 /* tmp/ID for a new entry: the id given, or a fresh one. */
 static int
 new_entry_dir(struct queue *q, const char *want, char *id, size_t idlen)
 {
-	int tries;
+	int tries, saved;
 
+	if (want != NULL && !valid_id(want)) {
+		errno = EINVAL;
+		return -1;
+	}
 	for (tries = 0; tries < 100; tries++) {
 		if (want != NULL)
 			strlcpy(id, want, idlen);
 		else
 			queue_new_id(id, idlen);
-		if (!taken(q, id) && mkdirat(q->tmpfd, id, 0700) == 0)
+		if (taken(q, id)) {
+			saved = EEXIST;
+		} else if (mkdirat(q->tmpfd, id, 0700) == 0)
 			return 0;
-		if (want != NULL || (errno != EEXIST && !taken(q, id)))
+		else
+			saved = errno;
+		if (want != NULL || saved != EEXIST)
 			break;
 	}
-	if (errno == 0 || taken(q, id))
-		errno = EEXIST;
+	errno = saved;
 	return -1;
 }
 
@@ -619,8 +655,11 @@ queue_add_as(struct queue *q, const struct msg *m, const char *origin,
 	memset(e, 0, sizeof(*e));
 	e->msgfd = -1;
 	errno = 0;
-	if (new_entry_dir(q, id, e->id, sizeof(e->id)) == -1)
-		return syserr(q, "tmp", NULL, err, errlen);
+	if (new_entry_dir(q, id, e->id, sizeof(e->id)) == -1) {
+		saved = errno;
+		return qerr(err, errlen, errno_exit(saved), "cannot queue the "
+		    "message in %s: %s", q->dir, strerror(saved));
+	}
 	if (entry_init(e, m, origin) == -1)
 		goto fail;
 	if ((dfd = openat(q->tmpfd, e->id, O_RDONLY | O_DIRECTORY |
@@ -810,8 +849,9 @@ load(struct queue *q, int dfd, const char *id, struct qentry *e, char *err,
 	if (read_envelope(dfd, e, err, errlen) == -1)
 		return -1;
 	if (strcmp(e->id, id) != 0) {
+		(void)qerr(err, errlen, -1, "envelope says id %s", e->id);
 		qentry_free(e);
-		return qerr(err, errlen, -1, "envelope says id %s", e->id);
+		return -1;
 	}
 	(void)q;
 	return 0;
@@ -821,7 +861,8 @@ int
 queue_lock(struct queue *q, const char *id, struct qentry *e, char *err,
     size_t errlen)
 {
-	int dfd, fd;
+	struct stat st;
+	int dfd, fd, saved;
 
 	memset(e, 0, sizeof(*e));
 	e->msgfd = -1;
@@ -830,9 +871,13 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, char *err,
 		    strerror(errno));
 	if ((fd = openat(dfd, "message", O_RDONLY | O_CLOEXEC |
 	    O_NOFOLLOW)) == -1) {
+		saved = errno;
 		(void)close(dfd);
-		return errno == ENOENT ? 1 : qerr(err, errlen, -1,
-		    "message: %s", strerror(errno));
+		/* Moved away since the listing, or broken? */
+		if (saved == ENOENT && fstatat(q->queuefd, id, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1)
+			return 1;
+		return qerr(err, errlen, -1, "message: %s", strerror(saved));
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || !still_queued(q, id, fd)) {
 		(void)close(fd);
@@ -902,10 +947,11 @@ queue_fail(struct queue *q, struct qentry *e, char *err, size_t errlen)
 
 	if ((ex = queue_save(q, e, err, errlen)) != 0)
 		return ex;
-	if (renameat(q->queuefd, e->id, q->failedfd, e->id) == -1 ||
-	    fsync(q->failedfd) == -1 || fsync(q->queuefd) == -1)
+	if (renameat(q->queuefd, e->id, q->failedfd, e->id) == -1)
 		return syserr(q, "failed", e->id, err, errlen);
 	e->failed = 1;
+	if (fsync(q->failedfd) == -1 || fsync(q->queuefd) == -1)
+		return syserr(q, "failed", e->id, err, errlen);
 	return 0;
 }
 

@@ -261,6 +261,7 @@ extern int verbose;		/* -v: SMTP dialogue on stderr */
 /* ---- queue.c: the durable queue ------------------------------------ */
 
 #define QUEUE_VERSION	1	/* of the envelope file format */
+#define QUEUE_ID_LEN	14	/* hex digits of a fresh id */
 
 enum rstate { RS_PENDING, RS_SENT, RS_FAILED };
 

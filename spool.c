@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -177,7 +178,12 @@ one_claim(struct spool *sp, const char *claim)
 	const char *id = claim + CLAIM_LEN;
 	int fd;
 
-	if (strncmp(id, "bad-", 4) == 0 || strlen(id) >= 32)
+	size_t i;
+
+	/* Only names relay makes: a producer's own dot-file is not ours. */
+	for (i = 0; isxdigit((unsigned char)id[i]); i++)
+		;
+	if (i != QUEUE_ID_LEN || id[i] != '\0')
 		return;
 	if ((fd = openat(sp->dirfd, claim, O_RDONLY | O_NOFOLLOW |
 	    O_NONBLOCK | O_CLOEXEC)) == -1)
