@@ -56,7 +56,8 @@ assert_eq "$(eml body "$EML")" "$(printf 'nightly: 3 files rotated\r\ndone\r')" 
     "debian cron: body as CRLF"
 assert_eq "$(msg_json main "$N" mail_options)" "SIZE=$(stat -c %s "$EML")" \
     "debian cron: -B8BITMIME ignored for a 7-bit body (no BODY=)"
-assert_file_matches "$RELAY_ERR" '^sendmail: from=<cron@example.org> to=<admin@example.org> .* status=sent ' \
+assert_file_matches "$RELAY_ERR" \
+    "^sendmail: from=<cron@example\.org> to=<admin@example\.org> size=[0-9]+ relay=[^ ]+ status=sent reply=\"[^\"]*\" duration=[0-9]+\.[0-9]{2}s id=[0-9a-f]{14} attempts=1 uid=$(id -u)\$" \
     "debian cron: logged under the name sendmail"
 
 cron_msg 'alice@example.org,bob@example.net' |
@@ -290,8 +291,11 @@ RELAY=$T/newaliases run_relay <"$T/empty.in"
 assert_exit 0 "newaliases: exit 0"
 msg | run_relay -bi
 assert_exit 0 "sendmail -bi: exit 0"
+# Every message above was sent: the queue is empty.
 RELAY=$T/mailq run_relay <"$T/empty.in"
-assert_exit 64 "mailq: 64 (no queue yet)"
+assert_exit 0 "mailq: exit 0"
+assert_eq "$(cat "$RELAY_OUT")" "Mail queue is empty" \
+    "mailq: \"Mail queue is empty\" on stdout, all having been sent"
 assert_eq "$(msg_count main)" "$n" "newaliases/mailq sent nothing"
 
 t_done

@@ -1,8 +1,9 @@
 #!/bin/bash
-# The command line: modes that are not implemented, the names relay is
-# installed under, option syntax, the choice of configuration file and its
-# errors, closed standard descriptors, -v and secrets, and what the
-# production binary links against.
+# The command line: the modes that read no message (-bs and -bd, not
+# implemented; -bp, -q and its forms, mailq), the names relay is installed
+# under, option syntax, the choice of configuration file and its errors,
+# closed standard descriptors, exit 0 with and without a queue, -v and
+# secrets, and what the production binary links against.
 . "$(dirname "$0")/lib.sh"
 t_setup
 cd "$T" || t_bail "cd $T"	# config errors then show as "relay.conf:3: ..."
@@ -33,19 +34,48 @@ unread() {
 }
 
 before=$(grep -c '^accept ' "$SMARTHOST_main_OUT/events.log")
-for mode in -bs -bp -bd -q -q30m; do
+for mode in -bs -bd; do
 	unread "$mode" "$mode" to@example.org
 	assert_exit 64 "$mode: exit 64"
+	assert_error "$mode" "$mode" "not implemented"
+done
+# Listing and running the queue take no recipient: a usage error.
+for mode in -bp -q -q30m -qf; do
+	unread "$mode with a recipient" "$mode" to@example.org
+	assert_exit 64 "$mode with a recipient: exit 64"
 	case $mode in
-	-q*)	assert_error "$mode" "-q" "not implemented" ;;
-	*)	assert_error "$mode" "$mode" "not implemented" ;;
+	-q*)	assert_error "$mode with a recipient" "running the queue" \
+		    "no recipients" ;;
+	*)	assert_error "$mode with a recipient" "listing the queue" \
+		    "no recipients" ;;
 	esac
 done
+unread "-qI without an id" -qI
+assert_exit 64 "-qI without an id: exit 64"
+assert_error "-qI without an id" "-qI needs a queue id"
 # Also after -C, and with the option after the recipient-free -f form.
 unread "-C FILE -bs" -C "$T/main.conf" -f sender@example.org -bs
 assert_exit 64 "-C FILE -bs: exit 64"
 assert_eq "$(grep -c '^accept ' "$SMARTHOST_main_OUT/events.log")" "$before" \
-    "unimplemented modes: the smarthost was never contacted"
+    "unimplemented modes, usage errors: the smarthost was never contacted"
+
+# The runs that list the queue, whose stdout is theirs to write.
+LISTING=()
+
+# With the queue empty (main.conf's, $T/queue, not even created yet).
+unread "-bp" -bp
+assert_exit 0 "-bp: exit 0"
+assert_eq "$(cat "$RELAY_OUT")" "Mail queue is empty" \
+    "-bp, empty queue: \"Mail queue is empty\" on stdout"
+assert_eq "$(wc -c <"$RELAY_ERR")" 0 "-bp: nothing on stderr"
+LISTING+=("$RELAY_OUT")
+for mode in -q -q30m -qf; do
+	unread "$mode" "$mode"
+	assert_exit 0 "$mode: exit 0"
+	assert_eq "$(cat "$RELAY_OUT" "$RELAY_ERR")" "" "$mode, empty queue: silent"
+done
+assert_eq "$(grep -c '^accept ' "$SMARTHOST_main_OUT/events.log")" "$before" \
+    "-bp, -q, empty queue: the smarthost was never contacted"
 
 unread "-bi" -bi
 assert_exit 0 "-bi: exit 0"
@@ -56,8 +86,10 @@ ln -sf "$RELAY" "$T/mailq"
 RELAY=$T/newaliases unread "newaliases"
 assert_exit 0 "newaliases: exit 0"
 RELAY=$T/mailq unread "mailq"
-assert_exit 64 "mailq: exit 64"
-assert_error "mailq" "mailq" "not implemented"
+assert_exit 0 "mailq: exit 0"
+assert_eq "$(cat "$RELAY_OUT")" "Mail queue is empty" \
+    "mailq, empty queue: \"Mail queue is empty\" on stdout"
+LISTING+=("$RELAY_OUT")
 
 # ---- bad command lines --------------------------------------------------
 
@@ -147,21 +179,52 @@ fi
 
 # ---- exit 0 means handed over ---------------------------------------------
 
-start_smarthost once --mode smtps --fault dot:451:1
+# Without a queue: only when the smarthost took the message.  With one
+# (the same $T/queue as main.conf's): or when it is safely queued, and a
+# queue run (-q30m is -q: the entry only when it is due) sends it.
+start_smarthost once --mode smtps --fault dot:451:2
+write_conf_for once "$T/noq.conf" from sender@example.org queue none
+run_relay -C "$T/noq.conf" to@example.org <"$T/msg.txt"
+assert_exit 75 "queue none, 451 after the dot: exit 75"
+assert_eq "$(msg_count once)" 0 "queue none, 451 after the dot: not stored"
+
 write_conf_for once "$T/once.conf" from sender@example.org
 run_relay -C "$T/once.conf" to@example.org <"$T/msg.txt"
-assert_exit 75 "451 after the dot: exit 75"
-assert_eq "$(msg_count once)" 0 "451 after the dot: not stored"
+assert_exit 0 "451 after the dot, with a queue: exit 0"
+id=$(q_ids | head -n 1)
+assert_eq "$(msg_count once) $(q_count) $(q_rcpts "$id")" \
+    "0 1 pending <to@example.org>" \
+    "451 after the dot, with a queue: not stored, queued, pending"
+RELAY=$T/mailq run_relay </dev/null
+assert_exit 0 "mailq, one entry: exit 0"
+assert_file_matches "$RELAY_OUT" "^${id:-ID}  [0-9]+ octets  .*from <sender@example\.org>" \
+    "mailq, one entry: lists it, with its sender"
+assert_file_matches "$RELAY_OUT" '^ +pending +<to@example\.org> +451 ' \
+    "mailq, one entry: the recipient pending, with the 451"
+LISTING+=("$RELAY_OUT")
+run_relay -C "$T/once.conf" -q30m </dev/null
+assert_exit 0 "-q30m, entry not due yet: exit 0"
+assert_eq "$(msg_count once) $(q_count)" "0 1" \
+    "-q30m, entry not due yet: not sent (it is -q, not -qf)"
+q_set "$id" next-attempt "$(iso_utc -60)"
+run_relay -C "$T/once.conf" -q30m </dev/null
+assert_exit 0 "-q30m, entry due: exit 0"
+check "-q30m, entry due: sent" wait_msgs once 1 5
+assert_eq "$(q_count) $(q_count failed)" "0 0" "-q30m, entry due: removed"
+assert_file_matches "$RELAY_ERR" \
+    "^relay: from=<sender@example\.org> .* status=sent .* id=$id attempts=2 " \
+    "-q30m, entry due: logged as the entry's second attempt"
 run_relay -C "$T/once.conf" to@example.org <"$T/msg.txt"
 assert_exit 0 "then 250 after the dot: exit 0"
-check "then 250 after the dot: stored" wait_msgs once 1 5
+check "then 250 after the dot: stored" wait_msgs once 2 5
+assert_eq "$(q_count)" 0 "then 250 after the dot: nothing left in the queue"
 
 # Silent when all went well and the log goes to syslog: cron mails any
 # output to the job's owner.
 write_conf_for once "$T/quiet.conf" from sender@example.org log syslog
 run_relay -C "$T/quiet.conf" -bm to@example.org <"$T/msg.txt"
 assert_exit 0 "log syslog, -bm: exit 0"
-check "log syslog, -bm: stored" wait_msgs once 2 5
+check "log syslog, -bm: stored" wait_msgs once 3 5
 assert_eq "$(cat "$RELAY_OUT" "$RELAY_ERR")" "" "log syslog: silent on success"
 
 # ---- option syntax ----------------------------------------------------------
@@ -241,11 +304,29 @@ no_secret "-v, AUTH LOGIN"
 wait_msgs vlogin 1 5 &&
     assert_eq "$(msg_json vlogin 1 auth_mechanism)" LOGIN "-v, AUTH LOGIN: LOGIN used"
 
-# A refused password is not shown either.
-write_conf_for vplain "$T/vbad.conf" from sender@example.org password "$T_PASS-x"
+# A refused password is not shown either: not without a queue (77), not
+# with one (queued: stderr, the entry's files), not by a queue run.
+write_conf_for vplain "$T/vbad.conf" from sender@example.org \
+    password "$T_PASS-x" queue none
 run_relay -v -C "$T/vbad.conf" to@example.org <"$T/msg.txt"
-assert_exit 77 "-v, wrong password: exit 77"
-no_secret "-v, wrong password"
+assert_exit 77 "-v, wrong password, queue none: exit 77"
+no_secret "-v, wrong password, queue none"
+QDIR=$T/qbad
+write_conf_for vplain "$T/vbadq.conf" from sender@example.org \
+    password "$T_PASS-x" queue "$QDIR"
+run_relay -v -C "$T/vbadq.conf" to@example.org <"$T/msg.txt"
+assert_exit 0 "-v, wrong password, with a queue: exit 0"
+assert_eq "$(q_count)" 1 "-v, wrong password, with a queue: queued"
+no_secret "-v, wrong password, with a queue"
+find "$QDIR" -type f -exec cat {} + >"$T/qbad.all"
+assert_no_secret "$T/qbad.all" \
+    "-v, wrong password, with a queue: no password in the queue's files"
+run_relay -v -C "$T/vbadq.conf" -qf </dev/null
+assert_exit 0 "-qf -v, wrong password: exit 0"
+assert_file_contains "$RELAY_ERR" ">>> AUTH PLAIN [credentials hidden]" \
+    "-qf -v, wrong password: the AUTH line is shown hidden"
+no_secret "-qf -v, wrong password"
+unset QDIR
 
 # ---- the production binary ---------------------------------------------------
 
@@ -262,8 +343,14 @@ else
 	fail "ldd ./relay" "no $TOP/relay: run make relay first"
 fi
 
-# Nothing, in any of the runs above, went to standard output.
-cat "$T"/run.*.out >"$T/all-stdout"
-assert_eq "$(wc -c <"$T/all-stdout")" 0 "no run wrote to stdout"
+# Nothing, in any of the runs above but those listing the queue, went to
+# standard output.
+: >"$T/all-stdout"
+for f in "$T"/run.*.out; do
+	[[ " ${LISTING[*]} " == *" $f "* ]] || cat "$f" >>"$T/all-stdout"
+done
+assert_eq "$(ls "$T"/run.*.out | wc -l) ${#LISTING[@]}" "$_T_RUNS 3" \
+    "every run's stdout kept, 3 of them listings"
+assert_eq "$(wc -c <"$T/all-stdout")" 0 "no run but the listings wrote to stdout"
 
 t_done

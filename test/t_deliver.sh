@@ -7,6 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 t_setup
 
+UIDNUM=$(id -u)		# the submitter's, in the log line
+
 # ---- servers ----------------------------------------------------------------
 
 start_smarthost s465 --mode smtps
@@ -64,8 +66,10 @@ suite() {
 	assert_eq "$(cat "$RELAY_OUT")" "" "$tag: nothing on stdout"
 	size=$(stat -c %s "$EML")
 	assert_match "$(cat "$RELAY_ERR")" \
-	    "^relay: from=<alice@example\.org> to=<bob@example\.net>,<hidden@example\.com> size=$size relay=localhost\[127\.0\.0\.1\]:$(srv_port "$s") status=sent reply=\"250 2\.0\.0 OK queued as $N\" duration=[0-9]+\.[0-9][0-9]s$" \
-	    "$tag: stderr is exactly the one log line (from= to= size= relay= status=sent reply= duration=)"
+	    "^relay: from=<alice@example\.org> to=<bob@example\.net>,<hidden@example\.com> size=$size relay=localhost\[127\.0\.0\.1\]:$(srv_port "$s") status=sent reply=\"250 2\.0\.0 OK queued as $N\" duration=[0-9]+\.[0-9][0-9]s id=[0-9a-f]{14} attempts=1 uid=$UIDNUM$" \
+	    "$tag: stderr is exactly the one log line (from= to= size= relay= status=sent reply= duration= id= attempts=1 uid=)"
+	assert_eq "$(q_count) $(q_count failed) $(q_count tmp)" "0 0 0" \
+	    "$tag: sent, so nothing left in the queue"
 
 	# 2. Missing From, Date and Message-ID are added after the others.
 	printf 'To: carol@example.net\nSubject: bare\n\nhi\n' |
@@ -177,6 +181,17 @@ assert_file_lacks "$p" "AUTH" "s587: no AUTH in clear"
 assert_file_lacks "$p" "MAIL FROM" "s587: no envelope in clear"
 assert_no_secret "$p" "s587: no secret in clear"
 
+# ---- without a queue: the same log line without id= and attempts= ------------
+
+write_conf_for s465 "$T/noq.conf" queue none
+printf 'Subject: no queue\n\nq\n' |
+    deliver_to s465 -C "$T/noq.conf" -f alice@example.org bob@example.net
+assert_exit 0 "queue none: delivered"
+assert_match "$(cat "$RELAY_ERR")" \
+    "^relay: from=<alice@example\.org> to=<bob@example\.net> size=$(stat -c %s "$EML") relay=localhost\[127\.0\.0\.1\]:$(srv_port s465) status=sent reply=\"250 2\.0\.0 OK queued as $N\" duration=[0-9]+\.[0-9][0-9]s uid=$UIDNUM$" \
+    "queue none: stderr is exactly the one log line (from= to= size= relay= status=sent reply= duration= uid=)"
+assert_file_contains "$EML" "Subject: no queue" "queue none: message stored"
+
 # ---- AUTH LOGIN: both steps hidden ----------------------------------------------
 
 write_conf_for login "$T/login.conf"
@@ -271,8 +286,9 @@ assert_file_contains "$RELAY_ERR" "*** localhost[::1]:$SMARTHOST_v6_PORT" \
     "two families: ::1 used when it answers"
 assert_eq "$(msg_json v6 1 tls)" true "two families: ::1 delivery over TLS"
 
-# Nothing listening on either: both addresses tried, in order, then 75.
-write_conf_for s465 "$T/closed.conf" port 1 timeout_connect 5
+# Nothing listening on either: both addresses tried, in order, then 75
+# (without a queue, where the exit status says it).
+write_conf_for s465 "$T/closed.conf" port 1 timeout_connect 5 queue none
 printf 'Subject: closed\n\nc\n' | RELAY_PREFIX=$V6NS \
     run_relay -C "$T/closed.conf" -f alice@example.org bob@example.net
 assert_exit 75 "two families: nothing listening gives 75"

@@ -388,7 +388,14 @@ tls implicit
 password $T_PASS
 ca_file $PKI/ca.crt
 log stderr
-from me@example.org" "lib: write_conf_for defaults and overrides"
+queue $T/queue
+from me@example.org" "lib: write_conf_for defaults (queue \$T/queue) and overrides"
+write_conf_for s465 "$T/none.conf" queue none
+assert_eq "$(grep '^queue' "$T/none.conf")" "queue none" \
+    "lib: write_conf_for queue none replaces the default queue"
+write_conf_for s465 "$T/dflt.conf" queue -
+assert_eq "$(grep -c '^queue' "$T/dflt.conf")" 0 \
+    "lib: write_conf_for queue - leaves relay's default queue"
 
 # Every assertion helper passes what it should and fails what it should.
 # verdicts: the "ok" / "not ok" of each check read from stdin, comma-joined

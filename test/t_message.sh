@@ -22,6 +22,22 @@ assert_maxline() {
 # deliver ARGS...: deliver_to main with $CONF; sets N and EML.
 deliver() { deliver_to main -C "$CONF" "$@"; }
 
+# When relay changed the message on the way, its log record says how.
+# assert_note NOTE NAME: the last run's stderr is exactly one log record,
+# status=sent, in the queue's form (id= and attempts=) and ending with
+# note="NOTE".
+LOGQ="status=sent reply=\"[^\"]*\" duration=[0-9]+\.[0-9]{2}s id=[0-9a-f]{14} attempts=1 uid=$(id -u)"
+assert_note() {
+	local got re
+	got=$(cat "$RELAY_ERR")
+	re="^relay: from=<[^ ]*> to=[^ ]+ size=[0-9]+ relay=[^ ]+ $LOGQ note=\"$1\"\$"
+	if [[ $got =~ $re ]]; then
+		ok "$2"
+	else
+		fail "$2" "want one record ending note=\"$1\"; stderr:" "$got"
+	fi
+}
+
 start_smarthost main --mode smtps
 CONF=$T/relay.conf
 write_conf_for main "$CONF" from sender@example.org
@@ -108,7 +124,7 @@ Content-Transfer-Encoding: 8bit
 assert_eq "$(field "$EML" Content-Type)" "Content-Type: text/plain; charset=UTF-8" \
     "nul: Content-Type kept"
 assert_file_contains "$EML" "before=00after" "nul: NUL written as =00"
-assert_file_matches "$RELAY_ERR" ' note="body converted to quoted-printable: 0 lines over 998 octets, 2 NULs"' \
+assert_note "body converted to quoted-printable: 0 lines over 998 octets, 2 NULs" \
     "nul: the log line has note="
 
 { printf 'short line\n'; eml gen long; printf '\n.leading dot\ntrailing blank \ntab\tend\t\n'
@@ -117,11 +133,43 @@ qp_case long "$T/long.body" 'Subject: long line
 '
 assert_eq "$(field "$EML" Content-Type)" "Content-Type: text/plain; charset=utf-8" \
     "long: Content-Type added, charset from the bytes"
-assert_file_matches "$RELAY_ERR" ' note="body converted to quoted-printable: 1 line over 998 octets, 0 NULs"' \
+assert_note "body converted to quoted-printable: 1 line over 998 octets, 0 NULs" \
     "long: the log line has note="
 assert_file_contains "$EML" "trailing blank=20" "long: trailing blank encoded"
 
-# The limit itself: 998 octets go as they are, 999 do not.
+# The note in the other forms of the log record: without a queue (no id=,
+# no attempts=); and with one, when the message was queued first and sent
+# by a queue run, which logs the note the entry kept.
+write_conf_for main "$T/noq.conf" from sender@example.org queue none
+deliver_to main -C "$T/noq.conf" -i bob@example.org <"$T/nul.in"
+assert_exit 0 "nul, queue none: exit 0"
+assert_match "$(cat "$RELAY_ERR")" \
+    "^relay: from=<sender@example\.org> to=<bob@example\.org> size=[0-9]+ relay=[^ ]+ status=sent reply=\"[^\"]*\" duration=[0-9]+\.[0-9]{2}s uid=$(id -u) note=\"body converted to quoted-printable: 0 lines over 998 octets, 2 NULs\"$" \
+    "nul, queue none: the log record has note="
+start_smarthost later --mode smtps --fault dot:451:1
+QDIR=$T/qlater
+write_conf_for later "$T/later.conf" from sender@example.org queue "$QDIR"
+run_relay -C "$T/later.conf" -i bob@example.org <"$T/nul.in"
+assert_exit 0 "nul, 451 at first: exit 0 (queued)"
+id=$(q_ids | head -n 1)
+assert_file_matches "$RELAY_ERR" \
+    "^relay: from=<sender@example\.org> .* status=deferred .* id=${id:-ID} attempts=1 uid=[0-9]+ note=\"body converted to quoted-printable: 0 lines over 998 octets, 2 NULs\" error=" \
+    "nul, 451 at first: the deferred attempt's record has note="
+run_relay -C "$T/later.conf" -qf </dev/null
+assert_exit 0 "nul, sent by -qf: exit 0"
+assert_match "$(cat "$RELAY_ERR")" \
+    "^relay: from=<sender@example\.org> to=<bob@example\.org> size=[0-9]+ relay=[^ ]+ status=sent reply=\"[^\"]*\" duration=[0-9]+\.[0-9]{2}s id=${id:-ID} attempts=2 uid=[0-9]+ note=\"body converted to quoted-printable: 0 lines over 998 octets, 2 NULs\"$" \
+    "nul, sent by -qf: the record still has note="
+if wait_msgs later 1 5; then
+	eml qp "$(srv_out later)/1.eml" >"$T/later.got" 2>/dev/null
+	assert_same "$T/later.got" "$T/nul.want" \
+	    "nul, sent by -qf: the QP body decodes to exactly the original"
+else
+	fail "nul, sent by -qf: the QP body decodes to exactly the original" \
+	    "nothing stored"
+fi
+assert_eq "$(q_count) $(q_count failed)" "0 0" "nul, sent by -qf: removed from the queue"
+unset QDIR
 { printf 'Subject: 998\nFrom: a@example.org\n\n'; printf 'y%.0s' {1..998}; printf '\n'; } >"$T/998.in"
 deliver bob@example.org <"$T/998.in"
 assert_exit 0 "998-octet line: exit 0"
@@ -131,7 +179,7 @@ assert_file_lacks "$RELAY_ERR" "note=" "998-octet line: no note"
 { printf 'y%.0s' {1..999}; printf '\n'; } >"$T/999.body"
 qp_case 999 "$T/999.body" 'Subject: 999
 '
-assert_file_matches "$RELAY_ERR" ' note="body converted to quoted-printable: 1 line over 998 octets, 0 NULs"' \
+assert_note "body converted to quoted-printable: 1 line over 998 octets, 0 NULs" \
     "999-octet line: converted, with note="
 
 # ---- multipart and already encoded: folded ----------------------------------------
@@ -152,7 +200,7 @@ assert_eq "$(printf '\r\n%s\r\n %s\r\n--BOUNDARY\r\n' "${long:0:998}" "${long:99
     eml has "$EML")" yes "multipart long line: folded after 998 octets with CRLF SP"
 assert_eq "$(field "$EML" Content-Transfer-Encoding)" "" \
     "multipart long line: no transfer encoding added"
-assert_file_matches "$RELAY_ERR" ' note="1 body line over 998 octets folded"' \
+assert_note "1 body line over 998 octets folded" \
     "multipart long line: the log line has note="
 
 { printf 'MIME-Version: 1.0\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\nSubject: b64\n\n'
@@ -243,7 +291,7 @@ assert_maxline "$EML" "long To: no line over 998 octets"
 assert_eq "$(field "$EML" To)" "To: $addrs" "long To: folded at blanks only (unfolds to the original)"
 assert_eq "$(msg_json main "$N" rcpt_tos)" "$(tr -d ',' <<<"$addrs")" \
     "long To: all 60 recipients"
-assert_file_matches "$RELAY_ERR" ' note="1 header field with lines over 998 octets folded"' \
+assert_note "1 header field with lines over 998 octets folded" \
     "long To: the log line has note="
 # The log line names recipients: a list cut short must not show half an
 # address as if it were one.
@@ -335,7 +383,7 @@ eml qp "$EML" >"$T/seven.got"
 printf 'Gr\303\274\303\237e, \342\202\254 5\r\n\360\237\230\200\r\n' >"$T/seven.want"
 assert_same "$T/seven.got" "$T/seven.want" \
     "no 8BITMIME, UTF-8 body: decodes to the original"
-assert_file_contains "$RELAY_ERR" "does not offer 8BITMIME" \
+assert_note "body converted to quoted-printable: the smarthost does not offer 8BITMIME" \
     "no 8BITMIME, UTF-8 body: the log line says why it was converted"
 
 # Debian cron's message: CTE 8bit replaced, not doubled.

@@ -1,6 +1,10 @@
 #!/bin/bash
 # TLS set-up: the CA bundle (ca_file), certificate chains and key types,
-# names, TLS versions, and the tls/port mix-ups relay must explain.
+# names, TLS versions, and the tls/port mix-ups relay must explain.  The
+# cases that fail run with "queue none", where the exit status tells how
+# relay classified the failure (78 bundle, 75 try again); with a queue they
+# all leave the message queued (t_faults.sh, "queue mode"), as the bad
+# ca_file below shows once.
 . "$(dirname "$0")/lib.sh"
 t_setup
 
@@ -10,27 +14,41 @@ printf 'Subject: tls test\n\nhello from t_tls\n' >"$T/msg.txt"
 
 start_smarthost s465 --mode smtps
 
-send s465 ca_file "$T/no-such-ca.pem"
+send s465 queue none ca_file "$T/no-such-ca.pem"
 assert_exit 78 "ca_file missing: exit 78"
 assert_error "ca_file missing" "ca_file $T/no-such-ca.pem" "No such file"
 
 : >"$T/empty.pem"
-send s465 ca_file "$T/empty.pem"
+send s465 queue none ca_file "$T/empty.pem"
 assert_exit 78 "ca_file empty: exit 78"
 assert_error "ca_file empty" "$T/empty.pem" "holds no usable CA certificate"
 
 cp "$PKI/server.key" "$T/keyonly.pem"
-send s465 ca_file "$T/keyonly.pem"
+send s465 queue none ca_file "$T/keyonly.pem"
 assert_exit 78 "ca_file with only a private key: exit 78"
 assert_error "ca_file with only a private key" "$T/keyonly.pem" \
     "holds no usable CA certificate"
+
+# With a queue a bad bundle is something to fix and try again: the message
+# is kept, pending, with the reason, and relay exits 0.
+QDIR=$T/qca
+send s465 queue "$QDIR" ca_file "$T/no-such-ca.pem"
+assert_exit 0 "ca_file missing, with a queue: exit 0"
+id=$(q_ids | head -n 1)
+assert_error "ca_file missing, with a queue" "${id:-ID} queued, will retry:" \
+    "ca_file $T/no-such-ca.pem" "No such file"
+assert_eq "$(q_count) $(q_rcpts "$id")" "1 pending <to@example.org>" \
+    "ca_file missing, with a queue: the entry is queued, recipient pending"
+assert_contains "$(q_env "$id" last-error)" "ca_file $T/no-such-ca.pem" \
+    "ca_file missing, with a queue: last-error names the bundle"
+unset QDIR
 nothing_stored s465 "bad ca_file"
 assert_file_lacks "$SMARTHOST_s465_OUT/events.log" "connect 1" \
     "bad ca_file: no TLS session was made"
 
 # Over STARTTLS the bundle is read after the server said 220 to STARTTLS.
 start_smarthost s587 --mode starttls
-send s587 ca_file "$T/empty.pem"
+send s587 queue none ca_file "$T/empty.pem"
 assert_exit 78 "ca_file empty, STARTTLS: exit 78"
 assert_error "ca_file empty, STARTTLS" "holds no usable CA certificate"
 assert_file_contains "$SMARTHOST_s587_OUT/plaintext.log" "STARTTLS" \
@@ -62,7 +80,7 @@ cat "$T/ed.crt" "$PKI/ca.crt" >"$T/ed-then-ca.pem"
 start_smarthost edbundle --mode smtps
 send edbundle ca_file "$T/ed-then-ca.pem"
 delivered edbundle "bundle with an Ed25519 CA first"
-send edbundle ca_file "$T/ed.crt"
+send edbundle queue none ca_file "$T/ed.crt"
 assert_exit 78 "bundle with only an Ed25519 CA: exit 78"
 assert_error "bundle with only an Ed25519 CA" "holds no usable CA certificate"
 
@@ -76,13 +94,13 @@ fi
 printf -- '-----BEGIN CERTIFICATE-----\nno*base64*here\n-----END CERTIFICATE-----\n' \
     >"$T/badpem.pem"
 cat "$PKI/ca.crt" >>"$T/badpem.pem"
-send s465 ca_file "$T/badpem.pem"
+send s465 queue none ca_file "$T/badpem.pem"
 assert_exit 78 "ca_file with broken PEM: exit 78"
 assert_error "ca_file with broken PEM" "ca_file $T/badpem.pem" "malformed PEM"
 
 # A bundle that trusts only the other CA.
 start_smarthost otherca --mode smtps
-send otherca ca_file "$PKI/other-ca.crt"
+send otherca queue none ca_file "$PKI/other-ca.crt"
 assert_exit 75 "ca_file trusts another CA only: exit 75"
 assert_error "ca_file trusts another CA only" "not signed by a CA"
 
@@ -100,24 +118,24 @@ delivered inter "chain with an intermediate CA"
 
 start_smarthost leafonly --mode smtps --cert "$PKI/server-inter.leafonly.pem" \
     --key "$PKI/server-inter.key"
-send leafonly
+send leafonly queue none
 assert_exit 75 "leaf without its intermediate: exit 75"
 assert_error "leaf without its intermediate" "TLS" "not signed by a CA"
 nothing_stored leafonly "leaf without its intermediate"
 
 start_smarthost selfsigned --mode smtps --certname selfsigned
-send selfsigned
+send selfsigned queue none
 assert_exit 75 "self-signed certificate: exit 75"
 assert_error "self-signed certificate" "TLS" "not signed by a CA"
 
 start_smarthost notyet --mode smtps --certname notyet
-send notyet
+send notyet queue none
 assert_exit 75 "certificate valid from 2099: exit 75"
 assert_error "certificate valid from 2099" "TLS: certificate of localhost" "not yet valid"
 
 # The test certificates carry IP:127.0.0.1, but BearSSL cannot check it.
 start_smarthost ip --mode smtps
-send ip host 127.0.0.1
+send ip queue none host 127.0.0.1
 assert_exit 78 "host 127.0.0.1 with TLS: exit 78"
 assert_error "host 127.0.0.1 with TLS" "127.0.0.1 is an IP address" "host name"
 nothing_stored ip "host 127.0.0.1 with TLS"
@@ -125,14 +143,14 @@ nothing_stored ip "host 127.0.0.1 with TLS"
 # ---- tls and port mixed up ---------------------------------------------
 
 start_smarthost wrong587 --mode starttls
-send wrong587 tls implicit
+send wrong587 queue none tls implicit
 assert_exit 75 "tls implicit against a STARTTLS port: exit 75"
 assert_error "tls implicit against a STARTTLS port" "TLS" '"tls"' '"port"'
 no_creds "$SMARTHOST_wrong587_OUT/plaintext.log" \
     "tls implicit against a STARTTLS port"
 
 start_smarthost wrong465 --mode smtps
-timed_send wrong465 tls starttls timeout_greeting 2
+timed_send wrong465 queue none tls starttls timeout_greeting 2
 assert_exit 75 "tls starttls against an smtps port: exit 75"
 assert_error "tls starttls against an smtps port" "no reply to the greeting" \
     "timed out" 'set "tls implicit"'
@@ -141,7 +159,7 @@ assert_elapsed 1.9 8 "tls starttls against an smtps port"
 # A server that accepts but never answers the ClientHello: the handshake
 # is bounded by timeout_greeting too.
 start_raw silent --scenario stall-greeting
-timed_send silent tls implicit timeout_greeting 2
+timed_send silent queue none tls implicit timeout_greeting 2
 assert_exit 75 "implicit TLS, silent server: exit 75"
 assert_error "implicit TLS, silent server" "TLS" "timed out after 2 s"
 assert_elapsed 1.9 8 "implicit TLS, silent server"
@@ -149,7 +167,7 @@ assert_elapsed 1.9 8 "implicit TLS, silent server"
 # ---- TLS versions ------------------------------------------------------
 
 start_smarthost tls13 --mode smtps --tls-min 1.3
-send tls13
+send tls13 queue none
 assert_exit 75 "TLS 1.3-only server: exit 75"
 assert_error "TLS 1.3-only server" "TLS" "TLS 1.3"
 
@@ -202,7 +220,7 @@ delivered pin587 "tls_fingerprint over STARTTLS"
 # A certificate that a CA would accept, but not the pinned one: refused,
 # and the error shows the fingerprint the server does have.
 start_smarthost pinbad --mode starttls
-send pinbad tls_fingerprint "$(fingerprint selfsigned)"
+send pinbad queue none tls_fingerprint "$(fingerprint selfsigned)"
 assert_exit 75 "wrong tls_fingerprint: exit 75"
 want=$(fingerprint server | sed 's/.*=//')
 assert_error "wrong tls_fingerprint" "does not match tls_fingerprint" "$want"
