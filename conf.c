@@ -908,6 +908,15 @@ parse_line(struct parser *p, char *line, size_t len)
 /* ---- the file as a whole ----------------------------------------------- */
 
 /* The port follows from tls and tls from the port; 465 if neither. */
+static int
+is_ip_literal(const char *host)
+{
+	unsigned char ip[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, ip) == 1 ||
+	    inet_pton(AF_INET6, host, ip) == 1;
+}
+
 static void
 settle_transport(struct parser *p)
 {
@@ -983,6 +992,11 @@ finish(struct parser *p)
 	if (c->host == NULL)
 		return ferr(p, "missing required keyword \"host\"");
 	settle_transport(p);
+	/* BearSSL matches names only (no iPAddress SANs): it could never work. */
+	if (c->tls != TLS_NONE && !c->pinned && is_ip_literal(c->host))
+		return ferr(p, "host %s is an IP address: relay can verify a "
+		    "certificate only against a host name (or set "
+		    "tls_fingerprint)", c->host);
 	if (check_credentials(p) == -1)
 		return -1;
 	if (c->helo == NULL && default_helo(p) == -1)

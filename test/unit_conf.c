@@ -16,6 +16,7 @@
 #include "test/unit.h"
 
 #define CONF	"relay.conf"
+#define PIN	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static char tmpdir[] = "/tmp/unit_conf.XXXXXX";
 
@@ -231,10 +232,10 @@ test_host(void)
 		CHECK_STR(c.host, "smtp.example.com",
 		    "host lowercased, root dot stripped");
 	conf_free(&c);
-	if (load_ok(&c, "host 192.0.2.1\n", "IPv4 host") == 0)
+	if (load_ok(&c, "host 192.0.2.1\ntls_fingerprint " PIN "\n", "IPv4 host") == 0)
 		CHECK_STR(c.host, "192.0.2.1", "IPv4 literal kept");
 	conf_free(&c);
-	if (load_ok(&c, "host 2001:db8::1\n", "IPv6 host") == 0)
+	if (load_ok(&c, "host 2001:db8::1\ntls none\n", "IPv6 host") == 0)
 		CHECK_STR(c.host, "2001:db8::1", "IPv6 literal kept");
 	conf_free(&c);
 	expect_error("host smtp.example.com 587\n",
@@ -654,10 +655,13 @@ test_hints(void)
 {
 	struct conf c;
 
+	expect_error("host 192.0.2.1\n", CONF ": host 192.0.2.1 is an IP "
+	    "address: relay can verify a certificate only against a host name "
+	    "(or set tls_fingerprint)", "IP address without a pin");
 	expect_error("host smtp.example.com:587\n",
 	    CONF ":1: host \"smtp.example.com:587\": give the port on a line "
 	    "of its own (\"port 587\")", "host with a port");
-	if (load_ok(&c, "host ::1\n", "IPv6 address as host") == 0)
+	if (load_ok(&c, "host ::1\ntls_fingerprint " PIN "\n", "IPv6 address as host") == 0)
 		CHECK_STR(c.host, "::1", "IPv6 host kept");
 	conf_free(&c);
 	expect_error("host h\nport 587 # submission\n",
