@@ -305,27 +305,6 @@ reply_show(char *dst, size_t dstlen, const char *reply)
 
 /* ---- the original header block ------------------------------------------ */
 
-/* Read up to n octets at off; a short count means end of file. */
-static ssize_t
-pread_all(int fd, char *p, size_t n, off_t off)
-{
-	size_t got = 0;
-	ssize_t r;
-
-	while (got < n) {
-		r = pread(fd, p + got, n - got, off + (off_t)got);
-		if (r == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 /*
  * Where the header block in p[0..got) ends: at its empty line, or at the
  * end of a file without one.  One over HDRS_MAX octets is cut after the

@@ -251,44 +251,6 @@ plural(size_t n)
 
 /* ---- the spool file ----------------------------------------------------- */
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Read up to n octets at off; a short count means end of file. */
-static ssize_t
-pread_all(int fd, char *p, size_t n, off_t off)
-{
-	size_t got = 0;
-	ssize_t r;
-
-	while (got < n) {
-		r = pread(fd, p + got, n - got, off + (off_t)got);
-		if (r == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 /*
  * An unlinked file in $TMPDIR: nothing to clean up whatever happens, and
  * nobody else can open it.

@@ -396,23 +396,6 @@ qentry_free(struct qentry *e)
 
 /* ---- files ------------------------------------------------------------ */
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* name in dfd, written whole and fsync'd; removed again on failure. */
 static int
 write_envelope(int dfd, const char *name, const struct qentry *e)

@@ -423,6 +423,10 @@ void	 log_line(const struct conf *, int ok, const char *fmt, ...)
 	    __attribute__((__format__(__printf__, 3, 4)));
 /* Copy src to dst making it safe for a terminal or syslog (vis-encoded). */
 void	 sanitise(char *dst, size_t dstlen, const char *src, size_t srclen);
+/* Write all of p, or -1 with errno set. */
+int	 write_all(int fd, const char *p, size_t n);
+/* Read up to n octets at off; a short count means the end of the file. */
+ssize_t	 pread_all(int fd, char *p, size_t n, off_t off);
 /* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */
 ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
 

@@ -2,11 +2,13 @@
  * Small helpers shared by several files: the log, making untrusted text
  * safe to print, and Base64 for AUTH.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "relay.h"
 
@@ -92,4 +94,43 @@ b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen)
 	}
 	dst[o] = '\0';
 	return (ssize_t)o;
+}
+
+/* All of it, or -1 with errno set (ENOSPC must reach the caller). */
+int
+write_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Up to n octets at off; a short count means the end of the file. */
+ssize_t
+pread_all(int fd, char *p, size_t n, off_t off)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n) {
+		r = pread(fd, p + got, n - got, off + (off_t)got);
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
 }
