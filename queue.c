@@ -492,7 +492,7 @@ queue_open(struct queue *q, const char *dir, char *err, size_t errlen)
 		return qerr(err, errlen, EX_OSERR, "%s", strerror(errno));
 	if ((mkdir(dir, 0700) == -1 && errno != EEXIST) ||
 	    (q->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		(void)qerr(err, errlen, errno_exit(errno), "queue %s: %s", dir,
+		(void)qerr(err, errlen, errno_exit(errno), "%s: %s", dir,
 		    strerror(errno));
 		goto fail;
 	}
@@ -640,8 +640,8 @@ queue_add_as(struct queue *q, const struct msg *m, const char *origin,
 	errno = 0;
 	if (new_entry_dir(q, id, e->id, sizeof(e->id)) == -1) {
 		saved = errno;
-		return qerr(err, errlen, errno_exit(saved), "cannot queue the "
-		    "message in %s: %s", q->dir, strerror(saved));
+		return qerr(err, errlen, errno_exit(saved), "%s: %s", q->dir,
+		    strerror(saved));
 	}
 	if (entry_init(e, m, origin) == -1)
 		goto fail;
@@ -658,8 +658,8 @@ queue_add_as(struct queue *q, const struct msg *m, const char *origin,
 	return EX_OK;
 fail:
 	saved = errno;
-	ex = qerr(err, errlen, errno_exit(saved), "cannot queue the message "
-	    "in %s: %s", q->dir, strerror(saved));
+	ex = qerr(err, errlen, errno_exit(saved), "%s: %s", q->dir,
+	    strerror(saved));
 	if (dfd != -1)
 		(void)close(dfd);
 	/* Not durable, so not accepted: take it out again. */

@@ -311,10 +311,10 @@ send_queued(const struct conf *conf, struct msg *m)
 	    (ex = queue_add(&q, m, "stdin", &e, err, sizeof err)) != EX_OK)
 		queue_close(&q);
 	if (ex != EX_OK) {
-		warnx("%s", err);
+		warnx("cannot queue the message: %s", err);
 		log_line(conf, 0, "from=<%s> size=%lld status=failed uid=%lu "
-		    "error=%s", m->sender, (long long)m->size,
-		    (unsigned long)getuid(), err);
+		    "error=cannot queue the message: %s", m->sender,
+		    (long long)m->size, (unsigned long)getuid(), err);
 		return ex;
 	}
 	run_init(&r, conf, &q);
