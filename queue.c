@@ -92,6 +92,17 @@ fmt_time(char *buf, size_t size, time_t t)
 		strlcpy(buf, "1970-01-01T00:00:00Z", size);
 }
 
+/* n decimal digits, already checked to be digits. */
+static int
+digits(const char *s, int n)
+{
+	int v = 0;
+
+	while (n-- > 0)
+		v = v * 10 + (*s++ - '0');
+	return v;
+}
+
 /* Exactly what fmt_time writes, for a time it could have written. */
 static int
 parse_time(const char *s, time_t *out)
@@ -107,12 +118,12 @@ parse_time(const char *s, time_t *out)
 	if (s[i] != '\0')
 		return -1;
 	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = atoi(s) - 1900;
-	tm.tm_mon = atoi(s + 5) - 1;
-	tm.tm_mday = atoi(s + 8);
-	tm.tm_hour = atoi(s + 11);
-	tm.tm_min = atoi(s + 14);
-	tm.tm_sec = atoi(s + 17);
+	tm.tm_year = digits(s, 4) - 1900;
+	tm.tm_mon = digits(s + 5, 2) - 1;
+	tm.tm_mday = digits(s + 8, 2);
+	tm.tm_hour = digits(s + 11, 2);
+	tm.tm_min = digits(s + 14, 2);
+	tm.tm_sec = digits(s + 17, 2);
 	back = tm;	/* timegm() normalises what it is given */
 	if (tm.tm_year < 70 || (*out = timegm(&back)) == (time_t)-1 ||
 	    gmtime_r(out, &back) == NULL)
