@@ -336,16 +336,6 @@ log_attempt(struct run *r, const struct qentry *e, const enum rstate *before,
 	    strcmp(status, "sent") ? o->err : "");
 }
 
-static double
-since(const struct timespec *start)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - start->tv_sec) +
-	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
 /*
  * The caller's own message refused outright: it learns so from the exit
  * status, so neither a report nor a copy in failed/ (RFC 5321 6.1 lets
@@ -393,13 +383,16 @@ process(struct run *r, struct qentry *e, int submitted)
 		status = "refused";
 		(void)queue_remove(r->q, e, o.err, sizeof(o.err));
 	} else {
-		if (report(r, e, which, n, &o) == -1)
-			for (i = 0; i < n; i++)	/* try again next run */
+		if (report(r, e, which, n, &o) == -1) {
+			/* No report, no failure: they are tried again. */
+			for (i = 0; i < n; i++)
 				e->rcpts[which[i]].state = RS_PENDING;
+			o.newly_failed = 0;
+		}
 		status = status_word(e, &o);
 		(void)settle(r, e, &o);
 	}
-	log_attempt(r, e, before, &o, status, since(&start));
+	log_attempt(r, e, before, &o, status, seconds_since(&start));
 	if (submitted && ex == EX_OK && strcmp(status, "sent") != 0)
 		warnx("%s %s: %s%s", e->id, o.pending > 0 ?
 		    "queued, will retry" : status, o.err, o.bounced ?

@@ -266,16 +266,6 @@ log_direct(const struct conf *conf, const struct msg *m,
 	    ex != EX_OK ? " error=" : "", ex != EX_OK ? err : "");
 }
 
-static double
-elapsed(const struct timespec *start)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - start->tv_sec) +
-	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
 /* No queue: the caller learns every outcome from the exit status. */
 static int
 send_direct(const struct conf *conf, struct msg *m)
@@ -293,7 +283,7 @@ send_direct(const struct conf *conf, struct msg *m)
 	}
 	if (ex != EX_OK)
 		warnx("%s", err);
-	log_direct(conf, m, &d, ex, err, elapsed(&start));
+	log_direct(conf, m, &d, ex, err, seconds_since(&start));
 	return ex;
 }
 

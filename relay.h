@@ -423,6 +423,8 @@ void	 log_line(const struct conf *, int ok, const char *fmt, ...)
 	    __attribute__((__format__(__printf__, 3, 4)));
 /* Copy src to dst making it safe for a terminal or syslog (vis-encoded). */
 void	 sanitise(char *dst, size_t dstlen, const char *src, size_t srclen);
+/* Wall time since start (CLOCK_MONOTONIC), in seconds. */
+double	 seconds_since(const struct timespec *start);
 /* Write all of p, or -1 with errno set. */
 int	 write_all(int fd, const char *p, size_t n);
 /* Read up to n octets at off; a short count means the end of the file. */

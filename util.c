@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
@@ -133,4 +134,15 @@ pread_all(int fd, char *p, size_t n, off_t off)
 		got += (size_t)r;
 	}
 	return (ssize_t)got;
+}
+
+/* Wall time since start (CLOCK_MONOTONIC), for the log's duration=. */
+double
+seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) +
+	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
