@@ -56,6 +56,12 @@ struct conf {
 	char		*ca_file;	/* never NULL after load */
 	int		 pinned;	/* tls_fingerprint given: */
 	unsigned char	 pin[32];	/*   SHA-256 of the server's cert */
+	int		 key_pinned;	/* tls_pubkey_fingerprint given: */
+	unsigned char	 key_pin[32];	/*   SHA-256 of its SubjectPublicKeyInfo */
+	int		 verify_chain;	/* also check chain and name when pinned
+					   ("tls_verify both"); always without */
+	char		*client_cert;	/* PEM chain to present, or NULL */
+	char		*client_key;	/*   and its private key (PEM) */
 	int		 timeout[TMO_COUNT];
 	struct alias	*aliases;
 	size_t		 naliases;
@@ -65,6 +71,8 @@ struct conf {
 	int		 retry_min;	/* seconds after the first failed try, */
 	int		 retry_max;	/*   doubling up to this */
 	int		 max_age;	/* seconds in the queue before bouncing */
+	off_t		 max_size;	/* octets a message may have; 0: any */
+	size_t		 max_rcpts;	/* recipients a message may have */
 };
 
 /*
