@@ -82,6 +82,15 @@ struct conf {
  */
 int	 conf_load(struct conf *, const char *path, char *err, size_t errlen);
 void	 conf_free(struct conf *);
+/*
+ * Fetch the AUTH secret from where the configuration says it is
+ * (password_command, password_env...) into conf->password, for runs
+ * that will talk to the smarthost; listing the queue does not need it.
+ * Returns 0, or -1 with err set to one line (the caller exits EX_CONFIG).
+ */
+int	 conf_secret(struct conf *, char *err, size_t errlen);
+/* Does this process run with more rights than its caller (setgid)? */
+int	 privileged(void);
 /* The alias for a local name: an exact match, else "*", else NULL. */
 const struct alias *conf_alias(const struct conf *, const char *name);
 
