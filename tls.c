@@ -28,25 +28,56 @@
 #define RBUF_SIZE	16384	/* received, not yet consumed */
 #define WBUF_SIZE	16384	/* plaintext output not yet flushed */
 #define DN_MAX		1024	/* longest CA subject name we keep */
-#define DER_MAX		16384	/* largest CA certificate we keep */
+#define DER_MAX		16384	/* largest CA or client certificate kept */
+#define LEAF_MAX	16384	/* server certificate octets kept */
+#define KEYFILE_MAX	65536	/* larger is not a private key file */
 
 struct anchors {
 	br_x509_trust_anchor	*ta;
 	size_t			 n;
 };
 
+#define PIN_CERT	1	/* tls_fingerprint did not match */
+#define PIN_KEY		2	/* tls_pubkey_fingerprint did not match */
+
 /*
- * tls_fingerprint: trust exactly the certificate whose SHA-256 is pinned,
- * instead of a CA and the host name (as msmtp's tls_fingerprint does).
- * It sees the chain as BearSSL receives it, server certificate first.
+ * tls_fingerprint and tls_pubkey_fingerprint: the server's certificate,
+ * or its public key, must have the pinned SHA-256.  The pins replace the
+ * CA and host name checks (as msmtp's tls_fingerprint does), unless
+ * "tls_verify both" wants those too: then every call is also passed on
+ * to BearSSL's own validator.  It sees the chain as BearSSL receives it,
+ * server certificate first.
  */
 struct pin_x509 {
 	const br_x509_class	*vtable;	/* first: BearSSL passes &vtable */
-	const unsigned char	*pin;
+	const br_x509_class	**chain;	/* the validator, or NULL */
+	const unsigned char	*pin;		/* NULL if not pinned */
+	const unsigned char	*key_pin;	/* NULL if not pinned */
 	br_sha256_context	 hash;
 	br_x509_decoder_context	 leaf;
-	unsigned char		 got[br_sha256_SIZE];
+	unsigned char		 der[LEAF_MAX];	/* the leaf's first octets */
+	size_t			 derlen;	/* octets of the leaf seen */
+	uint32_t		 leaflen;	/* its length as announced */
+	unsigned char		 got[br_sha256_SIZE];	  /* the leaf's hash */
+	unsigned char		 got_key[br_sha256_SIZE]; /* its key's hash */
+	int			 have_key;	/* got_key is set */
+	int			 mismatch;	/* PIN_CERT | PIN_KEY */
 	unsigned		 depth;
+};
+
+/*
+ * tls_client_cert and tls_client_key: what relay shows when the smarthost
+ * asks for a certificate.  It also notes that the server asked, so that a
+ * refusal can be explained when relay had nothing to show.
+ */
+struct client_auth {
+	const br_ssl_client_certificate_class *vtable;	/* first */
+	br_x509_certificate	*chain;		/* DER, leaf first */
+	size_t			 nchain;
+	br_skey_decoder_context	 key;		/* the private key is in here */
+	int			 key_type;	/* BR_KEYTYPE_RSA/EC; 0: none */
+	int			 asked;		/* a CertificateRequest came */
+	int			 sent;		/* and our chain went */
 };
 
 struct conn {
@@ -69,6 +100,7 @@ struct conn {
 	br_ssl_client_context	 sc;
 	br_x509_minimal_context	 xc;
 	struct pin_x509		 pin;
+	struct client_auth	 auth;
 	br_sslio_context	 io;
 	br_name_element		 names[2];	/* leaf's dNSName and CN */
 	char			 san[256], cn[256];
@@ -155,6 +187,17 @@ sock_write(struct conn *c, const void *buf, size_t len)
 		n = send(c->fd, buf, len, MSG_NOSIGNAL);
 		if (n > 0)
 			return n;
+		/*
+		 * A server that ends a handshake may be gone before our
+		 * next flight is out: that is a hang-up too.
+		 */
+		if (n == -1 && (errno == EPIPE || errno == ECONNRESET)) {
+			strlcpy(c->error, errno == EPIPE ? "connection closed "
+			    "by the smarthost" : "connection reset by the "
+			    "smarthost", sizeof c->error);
+			c->hungup = 1;
+			return -1;
+		}
 		if (n == -1 && errno != EINTR && errno != EAGAIN) {
 			snprintf(c->error, sizeof c->error, "write: %s",
 			    strerror(errno));
@@ -279,13 +322,16 @@ connect_any(struct conn *c)
 /* ---- trust anchors ------------------------------------------------------- */
 
 /*
- * The CA bundle is read line by line and its Base64 decoded here rather
- * than by br_pem_decoder: BearSSL 0.6's decoder is constant-time, which
- * costs ~40 ms for Debian's bundle on every message and buys nothing for
- * public certificates, and it mis-reads object names in CRLF files, which
- * would silently load no anchor at all.
+ * The CA bundle (and a client certificate chain) is read line by line and
+ * its Base64 decoded here rather than by br_pem_decoder: BearSSL 0.6's
+ * decoder is constant-time, which costs ~40 ms for Debian's bundle on
+ * every message and buys nothing for public certificates, and it
+ * mis-reads object names in CRLF files, which would silently load no
+ * anchor at all.  Private keys do go through br_pem_decoder.
  */
-struct ta_loader {
+struct pem_loader {
+	const char		*what;		/* "ca_file", for messages */
+	const char		*path;
 	br_x509_decoder_context	 dc;
 	unsigned char		 dn[DN_MAX];
 	size_t			 dnlen;
@@ -300,7 +346,7 @@ struct ta_loader {
 static void
 ta_append_dn(void *ctx, const void *buf, size_t len)
 {
-	struct ta_loader *l = ctx;
+	struct pem_loader *l = ctx;
 
 	if (l->dnlen + len > sizeof l->dn) {
 		l->dn_overflow = 1;
@@ -312,7 +358,7 @@ ta_append_dn(void *ctx, const void *buf, size_t len)
 
 /* Keep one decoded CA: one allocation holds its name and key bytes. */
 static int
-ta_keep(struct anchors *a, struct ta_loader *l)
+ta_keep(struct anchors *a, struct pem_loader *l)
 {
 	br_x509_pkey *pk;
 	br_x509_trust_anchor *ta, *grown;
@@ -374,7 +420,7 @@ b64_value(char ch)
 
 /* Decode one line of an object's Base64; -1 on a character not in it. */
 static int
-ta_decode_line(struct ta_loader *l, const char *line)
+ta_decode_line(struct pem_loader *l, const char *line)
 {
 	int v;
 
@@ -408,21 +454,37 @@ is_cert_banner(const char *line)
 	    strcmp(line, "-----BEGIN X509 CERTIFICATE-----") == 0;
 }
 
+/*
+ * Called at the end of each certificate with its DER in l->der (l->derlen
+ * octets, more than fit if it is oversized).  Returns 0, or -1 with err
+ * set.
+ */
+typedef int (*pem_cert_fn)(void *arg, struct pem_loader *l, char *err,
+    size_t errlen);
+
 static int
-ta_end_object(struct anchors *a, struct ta_loader *l)
+ta_end_object(void *arg, struct pem_loader *l, char *err, size_t errlen)
 {
+	struct anchors *a = arg;
+
 	if (l->derlen > sizeof l->der)
 		return 0;	/* no CA certificate is this big: skip it */
 	l->dnlen = 0;
 	l->dn_overflow = 0;
 	br_x509_decoder_init(&l->dc, ta_append_dn, l);
 	br_x509_decoder_push(&l->dc, l->der, l->derlen);
-	return ta_keep(a, l);
+	if (ta_keep(a, l) == -1) {
+		snprintf(err, errlen, "%s %s: %s", l->what, l->path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
+/* Hand each certificate in fp to keep(); other PEM objects are skipped. */
 static int
-anchors_read(struct anchors *a, struct ta_loader *l, FILE *fp,
-    const char *path, char *err, size_t errlen)
+pem_read_certs(struct pem_loader *l, FILE *fp, pem_cert_fn keep, void *arg,
+    char *err, size_t errlen)
 {
 	char *line = NULL;
 	size_t cap = 0, lineno = 0;
@@ -440,52 +502,63 @@ anchors_read(struct anchors *a, struct ta_loader *l, FILE *fp,
 			l->bits = 0;
 			l->padded = 0;
 		} else if (strncmp(line, "-----END ", 9) == 0) {
-			if (in_cert && ta_end_object(a, l) == -1) {
-				snprintf(err, errlen, "ca_file %s: %s", path,
-				    strerror(errno));
+			if (in_cert && keep(arg, l, err, errlen) == -1)
 				rv = -1;
-			}
 			in_cert = 0;
 		} else if (in_cert && ta_decode_line(l, line) == -1) {
-			snprintf(err, errlen, "ca_file %s:%zu: malformed PEM "
-			    "(not Base64)", path, lineno);
+			snprintf(err, errlen, "%s %s:%zu: malformed PEM "
+			    "(not Base64)", l->what, l->path, lineno);
 			rv = -1;
 		}
 	}
 	if (rv == 0 && ferror(fp)) {
-		snprintf(err, errlen, "ca_file %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s %s: %s", l->what, l->path,
+		    strerror(errno));
 		rv = -1;
 	}
 	free(line);
 	return rv;
 }
 
+/* Open path and read its certificates; see pem_read_certs. */
 static int
-anchors_load(struct anchors *a, const char *path, char *err, size_t errlen)
+pem_load_certs(const char *what, const char *path, pem_cert_fn keep,
+    void *arg, char *err, size_t errlen)
 {
-	struct ta_loader *l;
+	struct pem_loader *l;
 	FILE *fp;
 	int rv;
 
 	if ((fp = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "ca_file %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		return -1;
 	}
 	if ((l = calloc(1, sizeof *l)) == NULL) {
-		snprintf(err, errlen, "ca_file %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
 		fclose(fp);
 		return -1;
 	}
-	rv = anchors_read(a, l, fp, path, err, errlen);
+	l->what = what;
+	l->path = path;
+	rv = pem_read_certs(l, fp, keep, arg, err, errlen);
 	fclose(fp);
 	free(l);
-	if (rv == 0 && a->n == 0) {
+	return rv;
+}
+
+static int
+anchors_load(struct anchors *a, const char *path, char *err, size_t errlen)
+{
+	if (pem_load_certs("ca_file", path, ta_end_object, a, err,
+	    errlen) == -1)
+		return -1;
+	if (a->n == 0) {
 		/* Never a silent downgrade to "nothing verified". */
 		snprintf(err, errlen, "ca_file %s holds no usable CA "
 		    "certificate", path);
-		rv = -1;
+		return -1;
 	}
-	return rv;
+	return 0;
 }
 
 static void
@@ -510,13 +583,103 @@ pin_no_dn(void *ctx, const void *buf, size_t len)
 	(void)len;
 }
 
+/* Constant time: how much of a pin matched must not show in the timing. */
+static int
+pin_equal(const unsigned char *a, const unsigned char *b)
+{
+	unsigned char diff = 0;
+	size_t i;
+
+	for (i = 0; i < br_sha256_SIZE; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+/*
+ * Find the next DER element inside [*pos, end), which must have the given
+ * tag: on return *pos is where its contents start, *next where it ends.
+ * Only the header need be in the first have octets of buf.  DER only:
+ * definite lengths in their shortest form.  Returns 0, or -1.
+ */
+static int
+der_next(const unsigned char *buf, size_t have, size_t end, int tag,
+    size_t *pos, size_t *next)
+{
+	size_t p = *pos, n, k;
+
+	if (p + 2 > end || p + 2 > have || buf[p] != tag)
+		return -1;
+	n = buf[p + 1];
+	p += 2;
+	if (n & 0x80) {
+		k = n & 0x7f;
+		/* No indefinite length; none over 16 MB; no leading zero. */
+		if (k == 0 || k > 3 || p + k > have || p + k > end ||
+		    buf[p] == 0)
+			return -1;
+		for (n = 0; k > 0; k--)
+			n = n << 8 | buf[p++];
+		if (n < 0x80)
+			return -1;
+	}
+	if (n > end - p)
+		return -1;
+	*pos = p;
+	*next = p + n;
+	return 0;
+}
+
+/*
+ * The SHA-256 of the leaf's SubjectPublicKeyInfo, the whole DER element
+ * (what "openssl pkey -pubin -outform der | sha256sum" hashes): walk
+ * Certificate, tbsCertificate, then past version, serialNumber,
+ * signature, issuer, validity and subject (RFC 5280 4.1).  Returns 0,
+ * or -1 if it is not there or not within the octets kept.
+ */
+static int
+pin_spki_hash(struct pin_x509 *x)
+{
+	static const int skip[] = { 0x02, 0x30, 0x30, 0x30, 0x30 };
+	br_sha256_context h;
+	size_t have = x->derlen < sizeof x->der ? x->derlen : sizeof x->der;
+	size_t pos = 0, cert_end, tbs_end, next, start;
+	size_t i;
+
+	if (der_next(x->der, have, x->leaflen, 0x30, &pos, &cert_end) == -1 ||
+	    cert_end != x->leaflen ||
+	    der_next(x->der, have, cert_end, 0x30, &pos, &tbs_end) == -1)
+		return -1;
+	/* version [0] EXPLICIT, absent for v1 */
+	if (pos < have && x->der[pos] == 0xa0) {
+		if (der_next(x->der, have, tbs_end, 0xa0, &pos, &next) == -1)
+			return -1;
+		pos = next;
+	}
+	for (i = 0; i < sizeof skip / sizeof skip[0]; i++) {
+		if (der_next(x->der, have, tbs_end, skip[i], &pos, &next) == -1)
+			return -1;
+		pos = next;
+	}
+	start = pos;
+	if (der_next(x->der, have, tbs_end, 0x30, &pos, &next) == -1 ||
+	    next > have)
+		return -1;
+	br_sha256_init(&h);
+	br_sha256_update(&h, x->der + start, next - start);
+	br_sha256_out(&h, x->got_key);
+	return 0;
+}
+
 static void
 pin_start_chain(const br_x509_class **ctx, const char *server_name)
 {
 	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
 
-	(void)server_name;
 	x->depth = 0;
+	x->mismatch = 0;
+	x->have_key = 0;
+	if (x->chain != NULL)
+		(*x->chain)->start_chain(x->chain, server_name);
 }
 
 static void
@@ -524,22 +687,33 @@ pin_start_cert(const br_x509_class **ctx, uint32_t length)
 {
 	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
 
-	(void)length;
 	if (x->depth == 0) {
 		br_sha256_init(&x->hash);
 		br_x509_decoder_init(&x->leaf, pin_no_dn, NULL);
+		x->derlen = 0;
+		x->leaflen = length;
 	}
+	if (x->chain != NULL)
+		(*x->chain)->start_cert(x->chain, length);
 }
 
 static void
 pin_append(const br_x509_class **ctx, const unsigned char *buf, size_t len)
 {
 	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
+	size_t n;
 
 	if (x->depth == 0) {
 		br_sha256_update(&x->hash, buf, len);
 		br_x509_decoder_push(&x->leaf, buf, len);
+		if (x->derlen < sizeof x->der) {
+			n = sizeof x->der - x->derlen;
+			memcpy(x->der + x->derlen, buf, len < n ? len : n);
+		}
+		x->derlen += len;
 	}
+	if (x->chain != NULL)
+		(*x->chain)->append(x->chain, buf, len);
 }
 
 static void
@@ -547,23 +721,38 @@ pin_end_cert(const br_x509_class **ctx)
 {
 	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
 
-	if (x->depth++ == 0)
+	if (x->depth++ == 0) {
 		br_sha256_out(&x->hash, x->got);
+		x->have_key = pin_spki_hash(x) == 0;
+	}
+	if (x->chain != NULL)
+		(*x->chain)->end_cert(x->chain);
 }
 
+/*
+ * A pin that does not match is the error, whatever the validator says:
+ * it is the more specific news.  Both checks always run, so the message
+ * can show each fingerprint that differs.
+ */
 static unsigned
 pin_end_chain(const br_x509_class **ctx)
 {
 	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
-	unsigned char diff = 0;
-	size_t i;
+	unsigned err = 0;
 
+	if (x->chain != NULL)
+		err = (*x->chain)->end_chain(x->chain);
 	if (x->depth == 0)
 		return BR_ERR_X509_EMPTY_CHAIN;
-	for (i = 0; i < sizeof x->got; i++)	/* constant time */
-		diff |= x->got[i] ^ x->pin[i];
-	if (diff != 0)
+	if (x->pin != NULL && !pin_equal(x->got, x->pin))
+		x->mismatch |= PIN_CERT;
+	if (x->key_pin != NULL && (!x->have_key ||
+	    !pin_equal(x->got_key, x->key_pin)))
+		x->mismatch |= PIN_KEY;
+	if (x->mismatch != 0)
 		return BR_ERR_X509_NOT_TRUSTED;
+	if (x->chain != NULL)
+		return err;
 	if (br_x509_decoder_last_error(&x->leaf) != 0)
 		return (unsigned)br_x509_decoder_last_error(&x->leaf);
 	return 0;
@@ -574,6 +763,8 @@ pin_get_pkey(const br_x509_class *const *ctx, unsigned *usages)
 {
 	struct pin_x509 *x = (struct pin_x509 *)(void *)ctx;
 
+	if (x->chain != NULL)
+		return (*x->chain)->get_pkey(x->chain, usages);
 	if (usages != NULL)
 		*usages = BR_KEYTYPE_KEYX | BR_KEYTYPE_SIGN;
 	return br_x509_decoder_get_pkey(&x->leaf);
@@ -605,9 +796,499 @@ pin_show(const unsigned char *h, char *out, size_t outlen)
 	out[o < outlen ? o : outlen - 1] = '\0';
 }
 
+/* ---- client certificate -------------------------------------------------- */
+
+#define RSA_MAX		512	/* a 4096-bit modulus, BearSSL's limit */
+
+/* Keep each certificate of tls_client_cert, in order: leaf first. */
+static int
+auth_keep_cert(void *arg, struct pem_loader *l, char *err, size_t errlen)
+{
+	struct client_auth *a = arg;
+	br_x509_certificate *grown;
+	unsigned char *der;
+
+	if (l->derlen > sizeof l->der) {
+		snprintf(err, errlen, "%s %s: a certificate larger than %zu "
+		    "octets", l->what, l->path, sizeof l->der);
+		return -1;
+	}
+	grown = reallocarray(a->chain, a->nchain + 1, sizeof *a->chain);
+	if (grown == NULL || (der = malloc(l->derlen)) == NULL) {
+		if (grown != NULL)
+			a->chain = grown;
+		snprintf(err, errlen, "%s %s: %s", l->what, l->path,
+		    strerror(errno));
+		return -1;
+	}
+	a->chain = grown;
+	memcpy(der, l->der, l->derlen);
+	a->chain[a->nchain].data = der;
+	a->chain[a->nchain].data_len = l->derlen;
+	a->nchain++;
+	return 0;
+}
+
+static void
+auth_key_push(void *ctx, const void *buf, size_t len)
+{
+	br_skey_decoder_push(ctx, buf, len);
+}
+
+static void
+auth_key_ignore(void *ctx, const void *buf, size_t len)
+{
+	(void)ctx;
+	(void)buf;
+	(void)len;
+}
+
+static const char *
+key_type_name(int type)
+{
+	return type == BR_KEYTYPE_RSA ? "RSA" : type == BR_KEYTYPE_EC ? "EC" :
+	    "unknown";
+}
+
+/*
+ * Decode the PEM text of tls_client_key (buf, len octets, a '\n' added
+ * after them) with BearSSL's constant-time decoder, straight into the
+ * key decoder: the key exists in clear only in the file's buffer, which
+ * the caller wipes, and in a->key.
+ */
+static int
+auth_key_decode(struct client_auth *a, const char *path, unsigned char *buf,
+    size_t len, char *err, size_t errlen)
+{
+	br_pem_decoder_context pc;
+	char name[128];
+	size_t n, nlen, nkeys = 0;
+	int inkey = 0, rv = 0, e;
+
+	br_pem_decoder_init(&pc);
+	while (rv == 0 && len > 0) {
+		n = br_pem_decoder_push(&pc, buf, len);
+		buf += n;
+		len -= n;
+		switch (br_pem_decoder_event(&pc)) {
+		case BR_PEM_BEGIN_OBJ:
+			/* 0.6 leaves the dashes on in CRLF files. */
+			strlcpy(name, br_pem_decoder_name(&pc), sizeof name);
+			nlen = strlen(name);
+			while (nlen > 0 && name[nlen - 1] == '-')
+				name[--nlen] = '\0';
+			inkey = nlen >= 11 &&
+			    strcmp(name + nlen - 11, "PRIVATE KEY") == 0;
+			if (inkey && strncmp(name, "ENCRYPTED", 9) == 0) {
+				snprintf(err, errlen, "tls_client_key %s is "
+				    "encrypted: encrypted keys are not "
+				    "supported; decrypt it with openssl pkey",
+				    path);
+				rv = -1;
+			} else if (inkey && nkeys++ > 0) {
+				snprintf(err, errlen, "tls_client_key %s holds "
+				    "more than one private key", path);
+				rv = -1;
+			} else if (inkey) {
+				br_skey_decoder_init(&a->key);
+				br_pem_decoder_setdest(&pc, auth_key_push,
+				    &a->key);
+			} else
+				br_pem_decoder_setdest(&pc, auth_key_ignore,
+				    NULL);
+			break;
+		case BR_PEM_END_OBJ:
+			if (inkey && (e = br_skey_decoder_last_error(&a->key))
+			    != 0) {
+				snprintf(err, errlen, "tls_client_key %s: not "
+				    "a key relay can use (an RSA or EC key is "
+				    "needed; BearSSL error %d)", path, e);
+				rv = -1;
+			}
+			inkey = 0;
+			break;
+		case BR_PEM_ERROR:
+			snprintf(err, errlen, "tls_client_key %s: malformed "
+			    "PEM", path);
+			rv = -1;
+			break;
+		}
+	}
+	explicit_bzero(&pc, sizeof pc);
+	if (rv == 0 && inkey) {
+		snprintf(err, errlen, "tls_client_key %s: the private key is "
+		    "cut short (no END line)", path);
+		rv = -1;
+	}
+	if (rv == 0 && nkeys == 0) {
+		snprintf(err, errlen, "tls_client_key %s holds no private key "
+		    "(\"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or "
+		    "\"BEGIN EC PRIVATE KEY\")", path);
+		rv = -1;
+	}
+	if (rv == 0)
+		a->key_type = br_skey_decoder_key_type(&a->key);
+	return rv;
+}
+
+/* Does buf hold text?  (memmem is a GNU extension.) */
+static int
+has_text(const unsigned char *buf, size_t len, const char *text)
+{
+	size_t n = strlen(text), i;
+
+	for (i = 0; n <= len && i <= len - n; i++)
+		if (memcmp(buf + i, text, n) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+auth_key_load(struct client_auth *a, const char *path, char *err,
+    size_t errlen)
+{
+	struct stat st;
+	unsigned char *buf;
+	size_t len = 0;
+	ssize_t n;
+	int fd, rv = -1;
+
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "tls_client_key %s: %s", path,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "tls_client_key %s: not a regular file",
+		    path);
+		close(fd);
+		return -1;
+	}
+	/* Room for one octet too many, and the '\n' pushed at the end. */
+	if ((buf = malloc(KEYFILE_MAX + 2)) == NULL) {
+		snprintf(err, errlen, "tls_client_key %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	while (len <= KEYFILE_MAX) {
+		n = read(fd, buf + len, KEYFILE_MAX + 1 - len);
+		if (n == 0)
+			break;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "tls_client_key %s: %s", path,
+			    strerror(errno));
+			goto done;
+		}
+		len += (size_t)n;
+	}
+	if (len > KEYFILE_MAX) {
+		snprintf(err, errlen, "tls_client_key %s is larger than %d "
+		    "octets: not a private key", path, KEYFILE_MAX);
+		goto done;
+	}
+	/* A traditional PEM key encrypted by OpenSSL says so in a header. */
+	if (has_text(buf, len, "Proc-Type: 4,ENCRYPTED")) {
+		snprintf(err, errlen, "tls_client_key %s is encrypted: "
+		    "encrypted keys are not supported; decrypt it with openssl "
+		    "pkey", path);
+		goto done;
+	}
+	/* BearSSL's PEM decoder ends an object only at a line end. */
+	buf[len++] = '\n';
+	rv = auth_key_decode(a, path, buf, len, err, errlen);
+done:
+	explicit_bzero(buf, KEYFILE_MAX + 2);
+	free(buf);
+	close(fd);
+	return rv;
+}
+
+/* Big-endian unsigned integers, leading zeros aside. */
+static int
+same_uint(const unsigned char *a, size_t alen, const unsigned char *b,
+    size_t blen)
+{
+	while (alen > 0 && *a == 0) {
+		a++;
+		alen--;
+	}
+	while (blen > 0 && *b == 0) {
+		b++;
+		blen--;
+	}
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/*
+ * Does the key belong to the first certificate?  Better said here, by
+ * name, than learnt from an alert the smarthost sends mid-handshake.
+ */
+static int
+auth_key_check(struct client_auth *a, const struct conf *conf, char *err,
+    size_t errlen)
+{
+	br_x509_decoder_context dc;
+	const br_x509_pkey *pk;
+	const br_rsa_private_key *rsa;
+	const br_ec_private_key *ec;
+	br_ec_public_key pub;
+	unsigned char buf[RSA_MAX > BR_EC_KBUF_PUB_MAX_SIZE ? RSA_MAX :
+	    BR_EC_KBUF_PUB_MAX_SIZE];
+	size_t n;
+	int same = 0;
+
+	br_x509_decoder_init(&dc, pin_no_dn, NULL);
+	br_x509_decoder_push(&dc, a->chain[0].data, a->chain[0].data_len);
+	if ((pk = br_x509_decoder_get_pkey(&dc)) == NULL) {
+		snprintf(err, errlen, "tls_client_cert %s: its first "
+		    "certificate cannot be decoded (BearSSL error %d)",
+		    conf->client_cert, br_x509_decoder_last_error(&dc));
+		return -1;
+	}
+	if (pk->key_type != a->key_type) {
+		snprintf(err, errlen, "tls_client_key %s holds an %s key, but "
+		    "the certificate in tls_client_cert %s has an %s key",
+		    conf->client_key, key_type_name(a->key_type),
+		    conf->client_cert, key_type_name(pk->key_type));
+		return -1;
+	}
+	if (a->key_type == BR_KEYTYPE_RSA) {
+		rsa = br_skey_decoder_get_rsa(&a->key);
+		n = br_rsa_compute_modulus_get_default()(NULL, rsa);
+		if (n > 0 && n <= sizeof buf &&
+		    br_rsa_compute_modulus_get_default()(buf, rsa) == n)
+			same = same_uint(buf, n, pk->key.rsa.n,
+			    pk->key.rsa.nlen);
+	} else {
+		ec = br_skey_decoder_get_ec(&a->key);
+		n = br_ec_compute_pub(br_ec_get_default(), &pub, buf, ec);
+		same = n > 0 && pub.curve == pk->key.ec.curve &&
+		    pub.qlen == pk->key.ec.qlen &&
+		    memcmp(pub.q, pk->key.ec.q, pub.qlen) == 0;
+	}
+	explicit_bzero(buf, sizeof buf);
+	if (!same) {
+		snprintf(err, errlen, "tls_client_key %s is not the key of the "
+		    "certificate in tls_client_cert %s (their public keys "
+		    "differ)", conf->client_key, conf->client_cert);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+auth_free(struct client_auth *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nchain; i++)
+		free(a->chain[i].data);
+	free(a->chain);
+	a->chain = NULL;
+	a->nchain = 0;
+	explicit_bzero(&a->key, sizeof a->key);
+	a->key_type = 0;
+}
+
+/* Read tls_client_cert and tls_client_key.  Returns 0, or -1 with err. */
+static int
+auth_load(struct client_auth *a, const struct conf *conf, char *err,
+    size_t errlen)
+{
+	if (pem_load_certs("tls_client_cert", conf->client_cert,
+	    auth_keep_cert, a, err, errlen) == -1)
+		goto fail;
+	if (a->nchain == 0) {
+		snprintf(err, errlen, "tls_client_cert %s holds no "
+		    "certificate", conf->client_cert);
+		goto fail;
+	}
+	if (auth_key_load(a, conf->client_key, err, errlen) == -1 ||
+	    auth_key_check(a, conf, err, errlen) == -1)
+		goto fail;
+	return 0;
+fail:
+	auth_free(a);
+	return -1;
+}
+
+/*
+ * BearSSL's certificate handler interface.  BearSSL's own single-chain
+ * handlers would do for signing; this one also records that the server
+ * asked, and asks nothing of BearSSL's internals.
+ */
+static void
+auth_start_name_list(const br_ssl_client_certificate_class **pctx)
+{
+	struct client_auth *a = (struct client_auth *)(void *)pctx;
+
+	a->asked = 1;
+}
+
+static void
+auth_start_name(const br_ssl_client_certificate_class **pctx, size_t len)
+{
+	(void)pctx;
+	(void)len;
+}
+
+static void
+auth_append_name(const br_ssl_client_certificate_class **pctx,
+    const unsigned char *data, size_t len)
+{
+	(void)pctx;
+	(void)data;
+	(void)len;
+}
+
+static void
+auth_end_name(const br_ssl_client_certificate_class **pctx)
+{
+	(void)pctx;
+}
+
+static void
+auth_end_name_list(const br_ssl_client_certificate_class **pctx)
+{
+	(void)pctx;
+}
+
+/*
+ * The hash for our signature, from those the server takes (bit n: hash
+ * id n): SHA-256 first, as BearSSL's own handlers do; never SHA-1.
+ */
+static int
+auth_hash(uint32_t bits)
+{
+	static const int pref[] = { br_sha256_ID, br_sha384_ID, br_sha512_ID,
+	    br_sha224_ID };
+	size_t i;
+
+	for (i = 0; i < sizeof pref / sizeof pref[0]; i++)
+		if ((bits >> pref[i]) & 1)
+			return pref[i];
+	return 0;
+}
+
+static void
+auth_choose(const br_ssl_client_certificate_class **pctx,
+    const br_ssl_client_context *cc, uint32_t auth_types,
+    br_ssl_client_certificate *choices)
+{
+	struct client_auth *a = (struct client_auth *)(void *)pctx;
+	int hash;
+
+	(void)cc;
+	a->asked = 1;
+	memset(choices, 0, sizeof *choices);	/* nothing to show */
+	if (a->key_type == BR_KEYTYPE_RSA) {
+		choices->auth_type = BR_AUTH_RSA;
+		hash = auth_hash(auth_types & 0xff);
+	} else if (a->key_type == BR_KEYTYPE_EC) {
+		choices->auth_type = BR_AUTH_ECDSA;
+		hash = auth_hash((auth_types >> 8) & 0xff);
+	} else
+		return;
+	if (hash == 0) {
+		memset(choices, 0, sizeof *choices);
+		return;
+	}
+	choices->hash_id = hash;
+	choices->chain = a->chain;
+	choices->chain_len = a->nchain;
+	a->sent = 1;
+}
+
+/* Static ECDH is never chosen above (and our suites are ECDHE only). */
+static uint32_t
+auth_do_keyx(const br_ssl_client_certificate_class **pctx,
+    unsigned char *data, size_t *len)
+{
+	(void)pctx;
+	(void)data;
+	(void)len;
+	return 0;
+}
+
+static size_t
+auth_do_sign(const br_ssl_client_certificate_class **pctx, int hash_id,
+    size_t hv_len, unsigned char *data, size_t len)
+{
+	struct client_auth *a = (struct client_auth *)(void *)pctx;
+	const br_rsa_private_key *rsa;
+	const br_ec_private_key *ec;
+	const unsigned char *oid;
+	const br_hash_class *hc;
+	unsigned char hv[64];
+	size_t siglen;
+
+	switch (hash_id) {
+	case br_sha224_ID:
+		oid = BR_HASH_OID_SHA224;
+		hc = &br_sha224_vtable;
+		break;
+	case br_sha256_ID:
+		oid = BR_HASH_OID_SHA256;
+		hc = &br_sha256_vtable;
+		break;
+	case br_sha384_ID:
+		oid = BR_HASH_OID_SHA384;
+		hc = &br_sha384_vtable;
+		break;
+	case br_sha512_ID:
+		oid = BR_HASH_OID_SHA512;
+		hc = &br_sha512_vtable;
+		break;
+	default:
+		return 0;
+	}
+	if (hv_len > sizeof hv || hv_len != ((hc->desc >> BR_HASHDESC_OUT_OFF) &
+	    BR_HASHDESC_OUT_MASK))
+		return 0;
+	/* The signature is written over the hash: keep a copy. */
+	memcpy(hv, data, hv_len);
+	if (a->key_type == BR_KEYTYPE_RSA) {
+		rsa = br_skey_decoder_get_rsa(&a->key);
+		siglen = (rsa->n_bitlen + 7) >> 3;
+		if (len < siglen || !br_rsa_pkcs1_sign_get_default()(oid, hv,
+		    hv_len, rsa, data))
+			siglen = 0;
+	} else if (a->key_type == BR_KEYTYPE_EC) {
+		ec = br_skey_decoder_get_ec(&a->key);
+		/* 139: the longest ASN.1 ECDSA signature (P-521). */
+		siglen = len < 139 ? 0 : br_ecdsa_sign_asn1_get_default()(
+		    br_ec_get_default(), hc, hv, ec, data);
+	} else
+		siglen = 0;
+	explicit_bzero(hv, sizeof hv);
+	return siglen;
+}
+
+static const br_ssl_client_certificate_class auth_vtable = {
+	sizeof(struct client_auth),
+	auth_start_name_list,
+	auth_start_name,
+	auth_append_name,
+	auth_end_name,
+	auth_end_name_list,
+	auth_choose,
+	auth_do_keyx,
+	auth_do_sign
+};
+
 /* ---- TLS ----------------------------------------------------------------- */
 
-/* Forward secrecy and AEAD first; CBC only as a fallback. */
+/*
+ * TLS 1.2 with forward secrecy and AEAD only (RFC 7525 4.2): CBC with its
+ * padding oracles, static RSA and static ECDH are not offered.
+ */
 static const uint16_t suites[] = {
 	BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 	BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -615,10 +1296,6 @@ static const uint16_t suites[] = {
 	BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 	BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
 	BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	BR_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
-	BR_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
-	BR_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,
-	BR_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
 };
 
 static const struct {
@@ -637,22 +1314,26 @@ static const struct {
 	    "ECDHE-ECDSA-AES256-GCM-SHA384" },
 	{ BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	    "ECDHE-RSA-AES256-GCM-SHA384" },
-	{ BR_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
-	    "ECDHE-ECDSA-AES128-SHA256" },
-	{ BR_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
-	    "ECDHE-RSA-AES128-SHA256" },
-	{ BR_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384,
-	    "ECDHE-ECDSA-AES256-SHA384" },
-	{ BR_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
-	    "ECDHE-RSA-AES256-SHA384" },
 };
 
-/* For -v: what was negotiated, and why the certificate is trusted. */
+#define OFFERED	"relay offers only TLS 1.2 with ECDHE and AES-GCM or " \
+		"ChaCha20-Poly1305"
+
+/* Check the chain and host name against ca_file?  Always without a pin. */
+static int
+verify_chain(const struct conf *conf)
+{
+	return conf->verify_chain || (!conf->pinned && !conf->key_pinned);
+}
+
+/* For -v: what was negotiated, why the certificate is trusted, and ours. */
 static void
 tls_trace(struct conn *c)
 {
+	const struct conf *conf = c->conf;
 	br_ssl_session_parameters sp;
 	const char *suite = "?";
+	char why[256] = "";
 	size_t i;
 
 	if (!verbose)
@@ -661,10 +1342,22 @@ tls_trace(struct conn *c)
 	for (i = 0; i < sizeof suite_names / sizeof suite_names[0]; i++)
 		if (suite_names[i].id == sp.cipher_suite)
 			suite = suite_names[i].name;
-	fprintf(stderr, "*** TLS 1.2, %s, certificate %s\n", suite,
-	    c->conf->pinned ? "matches tls_fingerprint" :
-	    "verified for the host name against ca_file");
 	explicit_bzero(&sp, sizeof sp);	/* it holds the master secret */
+	if (conf->pinned)
+		strlcat(why, ", certificate matches tls_fingerprint",
+		    sizeof why);
+	if (conf->key_pinned)
+		strlcat(why, ", public key matches tls_pubkey_fingerprint",
+		    sizeof why);
+	if (verify_chain(conf))
+		strlcat(why, ", certificate verified for the host name against "
+		    "ca_file", sizeof why);
+	if (c->auth.sent)
+		strlcat(why, ", client certificate sent", sizeof why);
+	else if (c->auth.asked)
+		strlcat(why, ", client certificate asked for, none sent",
+		    sizeof why);
+	fprintf(stderr, "*** TLS 1.2, %s%s\n", suite, why);
 }
 
 static const struct {
@@ -708,8 +1401,11 @@ static const struct {
 } tls_alerts[] = {
 	{ 10, "unexpected_message" }, { 20, "bad_record_mac" },
 	{ 40, "handshake_failure" }, { 42, "bad_certificate" },
+	{ 43, "unsupported_certificate" }, { 44, "certificate_revoked" },
+	{ 45, "certificate_expired" }, { 46, "certificate_unknown" },
 	{ 47, "illegal_parameter" }, { 48, "unknown_ca" },
-	{ 50, "decode_error" }, { 51, "decrypt_error" },
+	{ 49, "access_denied" }, { 50, "decode_error" },
+	{ 51, "decrypt_error" },
 	{ 70, "protocol_version (the server may require TLS 1.3, which "
 	    "BearSSL 0.6 lacks)" },
 	{ 71, "insufficient_security" }, { 80, "internal_error" },
@@ -727,13 +1423,79 @@ alert_name(int alert)
 	return "unknown alert";
 }
 
+/* A pin that did not match: show what the server has, to compare. */
+static void
+pin_why(struct conn *c, char *err, size_t errlen)
+{
+	const struct pin_x509 *x = &c->pin;
+	const char *host = c->conf->host;
+	char cert[3 * br_sha256_SIZE], key[3 * br_sha256_SIZE];
+
+	pin_show(x->got, cert, sizeof cert);
+	pin_show(x->got_key, key, sizeof key);
+	if ((x->mismatch & PIN_KEY) && !x->have_key)
+		snprintf(err, errlen, "TLS: cannot find the public key in the "
+		    "certificate of %s to compare with tls_pubkey_fingerprint "
+		    "(malformed, or its names take over %d octets)", host,
+		    LEAF_MAX);
+	else if (x->mismatch == (PIN_CERT | PIN_KEY))
+		snprintf(err, errlen, "TLS: certificate of %s matches neither "
+		    "tls_fingerprint nor tls_pubkey_fingerprint (its SHA-256 "
+		    "fingerprint is %s; its public key's is %s)", host, cert,
+		    key);
+	else if (x->mismatch == PIN_KEY)
+		snprintf(err, errlen, "TLS: public key of %s does not match "
+		    "tls_pubkey_fingerprint (the SHA-256 fingerprint of its "
+		    "public key is %s)", host, key);
+	else
+		snprintf(err, errlen, "TLS: certificate of %s does not match "
+		    "tls_fingerprint (its SHA-256 fingerprint is %s)", host,
+		    cert);
+}
+
+/*
+ * The smarthost ended the handshake (an alert, or a hang-up) after it
+ * asked for a client certificate: that is most likely why.
+ */
+static int
+auth_why(struct conn *c, int e, char *err, size_t errlen)
+{
+	const struct conf *conf = c->conf;
+	char how[300];
+
+	if (!c->auth.asked)
+		return 0;
+	if (e >= BR_ERR_RECV_FATAL_ALERT && e < BR_ERR_SEND_FATAL_ALERT)
+		snprintf(how, sizeof how, "alert %s",
+		    alert_name(e - BR_ERR_RECV_FATAL_ALERT));
+	else if (e == BR_ERR_IO && c->hungup)
+		strlcpy(how, c->error, sizeof how);
+	else
+		return 0;
+	if (conf->client_cert == NULL)
+		snprintf(err, errlen, "TLS: the smarthost asked for a client "
+		    "certificate and ended the handshake when relay had none "
+		    "(%s): it may require one (set tls_client_cert and "
+		    "tls_client_key)", how);
+	else if (!c->auth.sent)
+		snprintf(err, errlen, "TLS: the smarthost asked for a client "
+		    "certificate but takes no signature relay can make with "
+		    "the %s key in %s (%s)", key_type_name(c->auth.key_type),
+		    conf->client_key, how);
+	else
+		snprintf(err, errlen, "TLS: the smarthost ended the handshake "
+		    "after relay sent the client certificate in %s (%s): does "
+		    "it accept that certificate and its CA?", conf->client_cert,
+		    how);
+	return 1;
+}
+
 /* Turn BearSSL's last error into a sentence about this smarthost. */
 static void
 tls_why(struct conn *c, char *err, size_t errlen)
 {
-	int e = br_ssl_engine_last_error(&c->sc.eng);
+	int e = br_ssl_engine_last_error(&c->sc.eng), alert;
 	const char *text = NULL, *certname;
-	char shown[3 * br_sha256_SIZE];
 	size_t i;
 
 	for (i = 0; i < sizeof tls_errors / sizeof tls_errors[0]; i++)
@@ -741,12 +1503,9 @@ tls_why(struct conn *c, char *err, size_t errlen)
 			text = tls_errors[i].text;
 	certname = c->names[0].status == 1 ? c->san :
 	    c->names[1].status == 1 ? c->cn : "an unnamed host";
-	if (e == BR_ERR_X509_NOT_TRUSTED && c->conf->pinned) {
-		pin_show(c->pin.got, shown, sizeof shown);
-		snprintf(err, errlen, "TLS: certificate of %s does not match "
-		    "tls_fingerprint (its SHA-256 fingerprint is %s)",
-		    c->conf->host, shown);
-	} else if (e == BR_ERR_X509_NOT_TRUSTED)
+	if (e == BR_ERR_X509_NOT_TRUSTED && c->pin.mismatch != 0)
+		pin_why(c, err, errlen);
+	else if (e == BR_ERR_X509_NOT_TRUSTED)
 		snprintf(err, errlen, "TLS: certificate of %s is not signed by "
 		    "a CA in %s (an unknown or private CA, or the server does "
 		    "not send its intermediate certificate)", certname,
@@ -763,20 +1522,30 @@ tls_why(struct conn *c, char *err, size_t errlen)
 		    c->names[0].status == 1 || c->names[1].status == 1 ?
 		    certname : c->conf->host, text ? text :
 		    "failed verification");
+	else if (auth_why(c, e, err, errlen))
+		;
 	else if (e >= BR_ERR_SEND_FATAL_ALERT)
 		snprintf(err, errlen, "TLS: relay aborted the handshake: %s",
 		    alert_name(e - BR_ERR_SEND_FATAL_ALERT));
-	else if (e >= BR_ERR_RECV_FATAL_ALERT)
-		snprintf(err, errlen, "TLS: the smarthost refused the "
-		    "handshake: %s", alert_name(e - BR_ERR_RECV_FATAL_ALERT));
-	else if (e == BR_ERR_IO && c->hungup && c->tls_in == 0)
+	else if (e >= BR_ERR_RECV_FATAL_ALERT) {
+		alert = e - BR_ERR_RECV_FATAL_ALERT;
 		/*
-		 * A server that wants TLS 1.3 may hang up on our TLS 1.2
-		 * ClientHello without even an alert (Python's asyncio does).
+		 * Before any CertificateRequest, handshake_failure usually
+		 * means nothing in common with what relay offers.
+		 */
+		snprintf(err, errlen, "TLS: the smarthost refused the "
+		    "handshake: %s%s", alert_name(alert), alert == 40 ||
+		    alert == 71 ? " (no cipher suite in common? " OFFERED ")" :
+		    "");
+	} else if (e == BR_ERR_IO && c->hungup && c->tls_in == 0)
+		/*
+		 * A server that wants TLS 1.3, or has no suite in common
+		 * with us, may hang up on our ClientHello without even an
+		 * alert (Python's asyncio does).
 		 */
 		snprintf(err, errlen, "TLS: %s without answering the handshake "
-		    "(does it require TLS 1.3? BearSSL 0.6 speaks TLS 1.2 "
-		    "only)", c->error);
+		    "(does it require TLS 1.3, which BearSSL 0.6 lacks, or "
+		    "other cipher suites? " OFFERED ")", c->error);
 	else if (e == BR_ERR_IO)
 		snprintf(err, errlen, "TLS: %s", c->error[0] ? c->error :
 		    "connection lost");
@@ -803,28 +1572,51 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 {
 	static const unsigned char oid_dns[] = { 0, 2 };
 	static const unsigned char oid_cn[] = { 3, 0x55, 0x04, 0x03 };
+	const struct conf *conf = c->conf;
 	unsigned char seed[32], ip[sizeof(struct in6_addr)];
-	int is_ip;
+	int is_ip, chain;
 
-	is_ip = inet_pton(AF_INET, c->conf->host, ip) == 1 ||
-	    inet_pton(AF_INET6, c->conf->host, ip) == 1;
-	/* BearSSL matches names only (no iPAddress SANs). */
-	if (is_ip && !c->conf->pinned) {
+	chain = verify_chain(conf);
+	is_ip = inet_pton(AF_INET, conf->host, ip) == 1 ||
+	    inet_pton(AF_INET6, conf->host, ip) == 1;
+	/*
+	 * BearSSL matches names only (no iPAddress SANs), and with no name
+	 * to send it would skip the check without a word.
+	 */
+	if (is_ip && chain) {
 		snprintf(err, errlen, "host %s is an IP address: relay can "
-		    "verify a certificate only against a host name (or set "
-		    "tls_fingerprint)", c->conf->host);
+		    "verify a certificate only against a host name (set "
+		    "tls_fingerprint or tls_pubkey_fingerprint%s)", conf->host,
+		    conf->pinned || conf->key_pinned ? ", without \"tls_verify "
+		    "both\"" : "");
 		*exitcode = EX_CONFIG;
 		return -1;
 	}
-	if (!c->conf->pinned && c->anchors.n == 0 &&
-	    anchors_load(&c->anchors, c->conf->ca_file, err, errlen) == -1) {
+	if (chain && c->anchors.n == 0 &&
+	    anchors_load(&c->anchors, conf->ca_file, err, errlen) == -1) {
+		*exitcode = EX_CONFIG;
+		return -1;
+	}
+	if ((conf->client_cert == NULL) != (conf->client_key == NULL)) {
+		snprintf(err, errlen, "%s is set but %s is not",
+		    conf->client_cert != NULL ? "tls_client_cert" :
+		    "tls_client_key", conf->client_cert != NULL ?
+		    "tls_client_key" : "tls_client_cert");
+		*exitcode = EX_CONFIG;
+		return -1;
+	}
+	if (conf->client_cert != NULL && c->auth.nchain == 0 &&
+	    auth_load(&c->auth, conf, err, errlen) == -1) {
 		*exitcode = EX_CONFIG;
 		return -1;
 	}
 	br_ssl_client_init_full(&c->sc, &c->xc, c->anchors.ta, c->anchors.n);
-	if (c->conf->pinned) {
+	/* From here to reset: init_full zeroes the context. */
+	if (conf->pinned || conf->key_pinned) {
 		c->pin.vtable = &pin_vtable;
-		c->pin.pin = c->conf->pin;
+		c->pin.chain = chain ? &c->xc.vtable : NULL;
+		c->pin.pin = conf->pinned ? conf->pin : NULL;
+		c->pin.key_pin = conf->key_pinned ? conf->key_pin : NULL;
 		br_ssl_engine_set_x509(&c->sc.eng, &c->pin.vtable);
 	}
 	br_ssl_engine_set_versions(&c->sc.eng, BR_TLS12, BR_TLS12);
@@ -834,19 +1626,26 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 	c->names[0] = (br_name_element){ oid_dns, c->san, sizeof c->san, 0 };
 	c->names[1] = (br_name_element){ oid_cn, c->cn, sizeof c->cn, 0 };
 	br_x509_minimal_set_name_elements(&c->xc, c->names, 2);
+	/*
+	 * Always our handler, with or without a certificate to show: it
+	 * notes a request, so that a refusal can be explained.  The key it
+	 * signs with lives in c->auth until conn_close.
+	 */
+	c->auth.vtable = &auth_vtable;
+	br_ssl_client_set_client_certificate(&c->sc, &c->auth.vtable);
 	br_ssl_engine_set_buffer(&c->sc.eng, c->iobuf, sizeof c->iobuf, 1);
 	/* 0.6 seeds from RDRAND alone on x86; mix in the kernel's entropy. */
 	arc4random_buf(seed, sizeof seed);
 	br_ssl_engine_inject_entropy(&c->sc.eng, seed, sizeof seed);
 	explicit_bzero(seed, sizeof seed);
 	/* RFC 6066 3: no IP address in SNI. */
-	if (!br_ssl_client_reset(&c->sc, is_ip ? NULL : c->conf->host, 0)) {
+	if (!br_ssl_client_reset(&c->sc, is_ip ? NULL : conf->host, 0)) {
 		tls_explain(c, err, errlen);
 		*exitcode = EX_SOFTWARE;
 		return -1;
 	}
 	br_sslio_init(&c->io, &c->sc.eng, bio_read, c, bio_write, c);
-	conn_timeout(c, c->conf->timeout[TMO_GREETING]);
+	conn_timeout(c, conf->timeout[TMO_GREETING]);
 	c->error[0] = '\0';
 	/* Run the whole handshake now, so no SMTP byte goes unverified. */
 	if (br_sslio_flush(&c->io) == -1) {
@@ -1082,6 +1881,7 @@ conn_close(struct conn *c)
 	if (c->fd != -1)
 		close(c->fd);
 	anchors_free(&c->anchors);
+	auth_free(&c->auth);		/* and its private key */
 	explicit_bzero(c, sizeof *c);
 	free(c);
 }

@@ -15,10 +15,21 @@
 #   unknown.{...}                 localhost signed by other-ca
 #   selfsigned.{crt,key,chain.pem} localhost, self-signed, not a CA
 #   bundle.pem                    other-ca.crt then ca.crt (a multi-CA file)
+#   client-ec.{crt,key,chain.pem} client certificate, CN client-ec, EC P-256,
+#                                 signed by ca; .key is PKCS#8
+#   client-rsa.{crt,key,chain.pem} the same with RSA 2048, CN client-rsa
+#   client-ec.trad.key, client-rsa.trad.key   the same keys in traditional
+#                                 form ("EC PRIVATE KEY", "RSA PRIVATE KEY")
+#   client-ec.enc.key             client-ec's key, PKCS#8 encrypted
+#                                 ("ENCRYPTED PRIVATE KEY"), pass relay-test
+#   client-rsa.enc-trad.key       client-rsa's key, traditional encrypted
+#                                 ("Proc-Type: 4,ENCRYPTED"), pass relay-test
+#   client-unknown.{...}          client certificate (EC) signed by other-ca
 #
 # Leaves carry SAN DNS:localhost, IP:127.0.0.1, IP:::1 (except wronghost),
 # keyUsage and a non-critical extendedKeyUsage serverAuth (BearSSL rejects an
-# unknown *critical* extension, and does not know EKU).  CAs carry
+# unknown *critical* extension, and does not know EKU); client certificates
+# have no SAN and extendedKeyUsage clientAuth instead.  CAs carry
 # basicConstraints critical CA:TRUE and keyUsage keyCertSign, cRLSign.
 #
 # Idempotent: does nothing if DIR/.done is newer than this script and the
@@ -59,7 +70,7 @@ eckey()  { [ -f "$1" ] || q genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-2
 
 # RSA key generation dominates the run time: make the keys two at a time.
 rsa_names=(ca other-ca inter server wronghost unknown server-inter selfsigned
-    expired notyet)
+    expired notyet client-rsa)
 printf '%s.key\n' "${rsa_names[@]}" | xargs -P 2 -I{} \
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out {} \
     2>/dev/null || { echo "pki.sh: RSA key generation failed" >&2; exit 1; }
@@ -92,6 +103,13 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:wrong.example
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[client_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 
@@ -177,6 +195,17 @@ mkdated notyet 20990101000000Z 20991231000000Z
 
 cat other-ca.crt ca.crt >bundle.pem
 
+# Client certificates, and their keys in each form relay must read or
+# refuse (genpkey writes PKCS#8).
+mkcert client-ec ec client-ec ca client_leaf
+mkcert client-rsa rsa client-rsa ca client_leaf
+mkcert client-unknown ec client-unknown other-ca client_leaf
+q pkey -in client-ec.key -traditional -out client-ec.trad.key
+q pkey -in client-rsa.key -traditional -out client-rsa.trad.key
+q pkey -in client-ec.key -aes256 -passout pass:relay-test -out client-ec.enc.key
+q pkey -in client-rsa.key -traditional -aes256 -passout pass:relay-test \
+    -out client-rsa.enc-trad.key
+
 # Check what we made, so a broken PKI fails here and not in a relay test.
 for c in server server-ec wronghost expired notyet; do
 	case $c in
@@ -195,6 +224,19 @@ q verify -CAfile other-ca.crt unknown.crt
 if openssl verify -CAfile ca.crt unknown.crt >/dev/null 2>&1; then
 	echo "pki.sh: unknown.crt verifies against ca.crt" >&2; exit 1
 fi
+
+q verify -CAfile ca.crt -purpose sslclient client-ec.crt
+q verify -CAfile ca.crt -purpose sslclient client-rsa.crt
+# Each key file in the form its name promises.
+for want in "client-ec.key:BEGIN PRIVATE KEY" \
+    "client-rsa.key:BEGIN PRIVATE KEY" \
+    "client-ec.trad.key:BEGIN EC PRIVATE KEY" \
+    "client-rsa.trad.key:BEGIN RSA PRIVATE KEY" \
+    "client-ec.enc.key:BEGIN ENCRYPTED PRIVATE KEY" \
+    "client-rsa.enc-trad.key:Proc-Type: 4,ENCRYPTED"; do
+	grep -q -- "${want#*:}" "${want%%:*}" ||
+	    { echo "pki.sh: ${want%%:*} lacks \"${want#*:}\"" >&2; exit 1; }
+done
 
 rm -rf cadb ./*.srl ext.cnf
 chmod 644 ./*

@@ -12,7 +12,9 @@ and --help.  Files written to --outdir:
   events.log      one line per event, "EVENT CONN args..."; in smtps mode
                   "accept C" without "connect C" means the TLS handshake
                   failed (asyncio does not tell us why):
-                    accept C, connect C, tls C ok VERSION CIPHER,
+                    accept C, connect C, tls C ok VERSION CIPHER
+                    [client=SUBJECT] (the client certificate's subject,
+                    "/O=relay test/CN=client-ec", if one was shown),
                     tls C fail REASON (STARTTLS only), ehlo C NAME,
                     helo C NAME, starttls C, auth C ok|fail MECH USER,
                     mail C ADDR, rcpt C ADDR, reject C ADDR,
@@ -252,9 +254,13 @@ class FaultySMTP(SMTP):
         super().connection_made(transport)
         if starttls_done or self.implicit_tls:
             obj = transport.get_extra_info("ssl_object")
-            self.store.event("tls", self.conn_id, "ok",
-                             obj.version() if obj else "?",
-                             obj.cipher()[0] if obj else "?")
+            words = ["tls", self.conn_id, "ok",
+                     obj.version() if obj else "?",
+                     obj.cipher()[0] if obj else "?"]
+            subject = client_subject(obj)
+            if subject:
+                words.append("client=" + subject)
+            self.store.event(*words)
         if not starttls_done:
             self.store.event("connect", self.conn_id)
 
@@ -451,6 +457,18 @@ def make_authenticator(opts, store):
     return authenticator
 
 
+def client_subject(obj):
+    """The client certificate's subject as "/O=relay test/CN=x", or None."""
+    cert = obj.getpeercert() if obj else None
+    if not cert:
+        return None
+    return "".join(f"/{SHORT_NAMES.get(k, k)}={v}"
+                   for rdn in cert.get("subject", ()) for k, v in rdn)
+
+
+SHORT_NAMES = {"commonName": "CN", "organizationName": "O",
+               "organizationalUnitName": "OU", "countryName": "C"}
+
 TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
                 "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -464,6 +482,11 @@ def tls_context(opts):
         ctx.maximum_version = TLS_VERSIONS[opts.tls_max]
         if opts.tls_max in ("1.0", "1.1"):
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # else OpenSSL 3 refuses
+    if opts.ciphers:
+        ctx.set_ciphers(opts.ciphers)   # TLS 1.2 and below only
+    if opts.require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(opts.client_ca)
     return ctx
 
 
@@ -505,6 +528,15 @@ def parse_args(argv):
     p.add_argument("--smtputf8", action="store_true")
     p.add_argument("--tls-min", choices=sorted(TLS_VERSIONS))
     p.add_argument("--tls-max", choices=sorted(TLS_VERSIONS))
+    p.add_argument("--ciphers", metavar="LIST",
+                   help="OpenSSL cipher list for TLS 1.2 (e.g. "
+                   "ECDHE-RSA-AES128-SHA256: CBC only)")
+    p.add_argument("--require-client-cert", action="store_true",
+                   help="ask for a client certificate and refuse the "
+                   "handshake without one that --client-ca verifies")
+    p.add_argument("--client-ca", metavar="FILE",
+                   help="CA for client certificates (default: ca.crt in "
+                   "the directory of --cert, the test CA)")
     p.add_argument("--debug", action="store_true",
                    help="log aiosmtpd's debug output (every DATA line)")
     opts = p.parse_args(argv)
@@ -512,6 +544,10 @@ def parse_args(argv):
     opts.auth_mech = [m.upper() for m in opts.auth_mech]
     if opts.mode != "plain" and not (opts.cert and opts.key):
         p.error("--cert and --key are needed for smtps and starttls")
+    if opts.require_client_cert and opts.mode == "plain":
+        p.error("--require-client-cert needs TLS")
+    if opts.require_client_cert and not opts.client_ca:
+        opts.client_ca = os.path.join(os.path.dirname(opts.cert), "ca.crt")
     if not opts.no_auth and opts.user is None:
         p.error("--user/--password needed (or --no-auth)")
     try:
