@@ -4,23 +4,40 @@
  * name the file and line so that an administrator can go straight there.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
 
 #define BLANKS		" \t"
-#define MAXKEYWORDS	32	/* size of parser.seen */
+#define MAXKEYWORDS	48	/* size of parser.seen */
 #define HINTMAX		32	/* longest word worth a "did you mean" */
 #define SHOWN		128	/* room for a value quoted in an error */
+/*
+ * Hostile or broken input must not take all memory: a line of the file
+ * and a secret from anywhere are capped, with room for OAuth tokens.
+ */
+#define LINE_CAP	65536	/* octets of a line, its ending not counted */
+#define SECRET_CAP	65536	/* octets of a password from any source */
+#define COMMAND_TIMEOUT	30	/* seconds password_command may take */
+#define DEFAULT_MAX_RCPTS 1000
+/* rcpt_add() looks for duplicates one by one: keep n * n reasonable. */
+#define MAX_RCPTS_CAP	100000
 
 struct parser;
 
@@ -39,11 +56,14 @@ struct parser {
 	size_t		 seen[MAXKEYWORDS];	/* line of each keyword, or 0 */
 	size_t		*alias_line;	/* line of each conf->aliases entry */
 	int		 queue_none;	/* "queue none" was given */
+	int		 tls_verify;	/* VERIFY_* as given, or -1 */
 	char		*err;
 	size_t		 errlen;
 };
 
 enum { RETRY_MIN, RETRY_MAX, MAX_AGE };	/* kw_retry's field */
+enum { VERIFY_PIN, VERIFY_BOTH };		/* tls_verify's words */
+enum { PIN_CERT, PIN_PUBKEY };			/* kw_pin's field */
 
 static int	kw_host(struct parser *, const struct keyword *, char *);
 static int	kw_port(struct parser *, const struct keyword *, char *);
@@ -52,11 +72,22 @@ static int	kw_user(struct parser *, const struct keyword *, char *);
 static int	kw_password(struct parser *, const struct keyword *, char *);
 static int	kw_password_file(struct parser *, const struct keyword *,
 		    char *);
+static int	kw_password_command(struct parser *, const struct keyword *,
+		    char *);
+static int	kw_password_env(struct parser *, const struct keyword *,
+		    char *);
 static int	kw_from(struct parser *, const struct keyword *, char *);
 static int	kw_domain(struct parser *, const struct keyword *, char *);
 static int	kw_helo(struct parser *, const struct keyword *, char *);
 static int	kw_ca_file(struct parser *, const struct keyword *, char *);
-static int	kw_tls_fingerprint(struct parser *, const struct keyword *,
+static int	kw_pin(struct parser *, const struct keyword *, char *);
+static int	kw_tls_verify(struct parser *, const struct keyword *, char *);
+static int	kw_client_cert(struct parser *, const struct keyword *,
+		    char *);
+static int	kw_client_key(struct parser *, const struct keyword *,
+		    char *);
+static int	kw_max_size(struct parser *, const struct keyword *, char *);
+static int	kw_max_recipients(struct parser *, const struct keyword *,
 		    char *);
 static int	kw_alias(struct parser *, const struct keyword *, char *);
 static int	kw_log(struct parser *, const struct keyword *, char *);
@@ -72,11 +103,17 @@ static const struct keyword keywords[] = {
 	{ "user",		kw_user,		0,		0 },
 	{ "password",		kw_password,		0,		0 },
 	{ "password_file",	kw_password_file,	0,		0 },
+	{ "password_command",	kw_password_command,	0,		0 },
+	{ "password_env",	kw_password_env,	0,		0 },
 	{ "from",		kw_from,		0,		0 },
 	{ "domain",		kw_domain,		0,		0 },
 	{ "helo",		kw_helo,		0,		0 },
 	{ "ca_file",		kw_ca_file,		0,		0 },
-	{ "tls_fingerprint",	kw_tls_fingerprint,	0,		0 },
+	{ "tls_fingerprint",	kw_pin,			PIN_CERT,	0 },
+	{ "tls_pubkey_fingerprint", kw_pin,		PIN_PUBKEY,	0 },
+	{ "tls_verify",		kw_tls_verify,		0,		0 },
+	{ "tls_client_cert",	kw_client_cert,		0,		0 },
+	{ "tls_client_key",	kw_client_key,		0,		0 },
 	{ "alias",		kw_alias,		0,		1 },
 	{ "log",		kw_log,			0,		0 },
 	{ "timeout_connect",	kw_timeout,	TMO_CONNECT,		0 },
@@ -90,6 +127,8 @@ static const struct keyword keywords[] = {
 	{ "retry_min",		kw_retry,		RETRY_MIN,	0 },
 	{ "retry_max",		kw_retry,		RETRY_MAX,	0 },
 	{ "max_age",		kw_retry,		MAX_AGE,	0 },
+	{ "max_size",		kw_max_size,		0,		0 },
+	{ "max_recipients",	kw_max_recipients,	0,		0 },
 };
 #define NKEYWORDS	(sizeof(keywords) / sizeof(keywords[0]))
 typedef char seen_is_big_enough[NKEYWORDS <= MAXKEYWORDS ? 1 : -1];
@@ -123,6 +162,19 @@ static const char *const log_words[] = {
 	[LOGTO_STDERR] = "stderr",
 	NULL
 };
+
+static const char *const verify_words[] = {
+	[VERIFY_PIN] = "pin",
+	[VERIFY_BOTH] = "both",
+	NULL
+};
+
+/* The ways of giving the AUTH secret; exactly one goes with "user". */
+static const char *const secret_keywords[] = {
+	"password", "password_file", "password_command", "password_env"
+};
+#define NSECRET_KEYWORDS \
+	(sizeof(secret_keywords) / sizeof(secret_keywords[0]))
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -356,15 +408,25 @@ kw_user(struct parser *p, const struct keyword *kw, char *value)
 	return set_string(p, &p->conf->user, value);
 }
 
-/* The other way of giving the password must not have been used. */
+/*
+ * One way of giving the password only.  The two keywords are named in
+ * the order of secret_keywords[], whichever came first in the file.
+ */
 static int
-password_once(struct parser *p, const char *other)
+secret_once(struct parser *p, const struct keyword *kw)
 {
-	size_t line = seen(p, other);
+	size_t i, mine = 0, line;
 
-	if (line != 0)
-		return perr(p, "password and password_file cannot both be "
-		    "set (%s at line %zu)", other, line);
+	while (strcmp(secret_keywords[mine], kw->name) != 0)
+		mine++;
+	for (i = 0; i < NSECRET_KEYWORDS; i++) {
+		if (i == mine || (line = seen(p, secret_keywords[i])) == 0)
+			continue;
+		return perr(p, "%s and %s cannot both be set (%s at line %zu)",
+		    secret_keywords[i < mine ? i : mine],
+		    secret_keywords[i < mine ? mine : i], secret_keywords[i],
+		    line);
+	}
 	return 0;
 }
 
@@ -381,8 +443,7 @@ others_can(mode_t mode)
 static int
 kw_password(struct parser *p, const struct keyword *kw, char *value)
 {
-	(void)kw;
-	if (password_once(p, "password_file") == -1)
+	if (secret_once(p, kw) == -1)
 		return -1;
 	/* Group access is fine: a group such as "mail" lets senders read. */
 	if (p->mode & S_IRWXO)
@@ -393,81 +454,185 @@ kw_password(struct parser *p, const struct keyword *kw, char *value)
 	return set_string(p, &p->conf->password, value);
 }
 
-/* A password file must be a regular file that others cannot open. */
+/*
+ * Open a file holding a secret (a password, a private key): a regular
+ * file that others cannot open; group access is the administrator's
+ * choice, as for the configuration file.  O_NONBLOCK: a FIFO put there
+ * by mistake must not hang relay.  Returns the descriptor or -1.
+ */
 static int
-secret_file_check(struct parser *p, FILE *fp, const char *name)
+secret_file_open(struct parser *p, const char *keyword, const char *file)
 {
+	char name[SHOWN];
 	struct stat st;
+	int fd, saved;
 
-	if (fstat(fileno(fp), &st) == -1)
-		return perr(p, "password_file %s: %s", name, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return perr(p, "password_file %s: not a regular file", name);
-	if (st.st_mode & S_IRWXO)
-		return perr(p, "password_file %s is %s by others (mode %04o): "
-		    "chmod o-rwx %s", name, others_can(st.st_mode),
+	shown(name, sizeof(name), file);
+	if ((fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1)
+		return perr(p, "%s %s: %s", keyword, name, strerror(errno));
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		(void)close(fd);
+		return perr(p, "%s %s: %s", keyword, name, strerror(saved));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		(void)close(fd);
+		return perr(p, "%s %s: not a regular file", keyword, name);
+	}
+	if (st.st_mode & S_IRWXO) {
+		(void)close(fd);
+		return perr(p, "%s %s is %s by others (mode %04o): chmod o-rwx "
+		    "%s", keyword, name, others_can(st.st_mode),
 		    (unsigned int)(st.st_mode & 07777), name);
-	return 0;
+	}
+	return fd;
 }
 
-/* The first line of fp, without its line ending, as a new string. */
-static int
-secret_first_line(struct parser *p, FILE *fp, const char *name,
-    char **secret)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	int rv = -1;
+enum line_status { LINE_OK, LINE_EMPTY, LINE_NUL, LINE_LONG };
 
-	errno = 0;
-	if ((len = getline(&line, &cap, fp)) == -1 && ferror(fp)) {
-		(void)perr(p, "password_file %s: %s", name,
-		    strerror(errno != 0 ? errno : EIO));
-		goto done;
-	}
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	if (len <= 0)
-		(void)perr(p, "password_file %s: first line is empty", name);
-	else if (strlen(line) != (size_t)len)
-		(void)perr(p, "password_file %s: contains a NUL byte", name);
-	else if ((*secret = strdup(line)) == NULL)
-		(void)perr(p, "%s", strerror(errno));
+/*
+ * The secret in buf[0..len): its first line without the CRs and LFs that
+ * end it.  More than SECRET_CAP + 1 octets without a LF (the caller reads
+ * SECRET_CAP + 2) is a line too long, whatever follows.
+ */
+static enum line_status
+secret_line(const char *buf, size_t len, size_t *linelen)
+{
+	const char *nl;
+	size_t n;
+
+	if ((nl = memchr(buf, '\n', len)) != NULL)
+		n = (size_t)(nl - buf);
+	else if (len > SECRET_CAP + 1)
+		return LINE_LONG;
 	else
-		rv = 0;
-done:
-	freezero(line, cap);
-	return rv;
+		n = len;
+	while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n'))
+		n--;
+	*linelen = n;
+	if (n == 0)
+		return LINE_EMPTY;
+	if (n > SECRET_CAP)
+		return LINE_LONG;
+	if (memchr(buf, '\0', n) != NULL)
+		return LINE_NUL;
+	return LINE_OK;
+}
+
+/* A copy of buf[0..len) as a string, for a secret. */
+static char *
+secret_dup(const char *buf, size_t len)
+{
+	char *s;
+
+	if ((s = malloc(len + 1)) == NULL)
+		return NULL;
+	memcpy(s, buf, len);
+	s[len] = '\0';
+	return s;
+}
+
+/* Read up to size octets: a short count means the end of the file. */
+static ssize_t
+read_full(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < size) {
+		if ((n = read(fd, buf + got, size - got)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
 }
 
 static int
 read_secret(struct parser *p, const char *file, char **secret)
 {
-	char iobuf[BUFSIZ], name[SHOWN];
-	FILE *fp;
-	int rv = -1;
+	static const char *const why[] = {
+		[LINE_EMPTY] = "first line is empty",
+		[LINE_NUL] = "contains a NUL byte",
+		[LINE_LONG] = "first line is longer than 65536 octets",
+	};
+	char name[SHOWN], *buf;
+	size_t size = SECRET_CAP + 2, linelen = 0;
+	enum line_status st;
+	ssize_t n;
+	int fd, saved, rv = -1;
 
 	shown(name, sizeof(name), file);
-	if ((fp = fopen(file, "re")) == NULL)
-		return perr(p, "password_file %s: %s", name, strerror(errno));
-	/* Our own buffer, so that it can be wiped after use. */
-	if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0)
+	if ((fd = secret_file_open(p, "password_file", file)) == -1)
+		return -1;
+	if ((buf = malloc(size)) == NULL) {
+		saved = errno;
+		(void)close(fd);
+		return perr(p, "%s", strerror(saved));
+	}
+	if ((n = read_full(fd, buf, size)) == -1)
 		(void)perr(p, "password_file %s: %s", name, strerror(errno));
-	else if (secret_file_check(p, fp, name) == 0)
-		rv = secret_first_line(p, fp, name, secret);
-	(void)fclose(fp);
-	explicit_bzero(iobuf, sizeof(iobuf));
+	else if ((st = secret_line(buf, (size_t)n, &linelen)) != LINE_OK)
+		(void)perr(p, "password_file %s: %s", name, why[st]);
+	else if ((*secret = secret_dup(buf, linelen)) == NULL)
+		(void)perr(p, "%s", strerror(errno));
+	else
+		rv = 0;
+	(void)close(fd);
+	freezero(buf, size);
 	return rv;
 }
 
 static int
 kw_password_file(struct parser *p, const struct keyword *kw, char *value)
 {
-	(void)kw;
-	if (password_once(p, "password") == -1)
+	if (secret_once(p, kw) == -1)
 		return -1;
 	return read_secret(p, value, &p->conf->password);
+}
+
+/*
+ * Run later, by conf_secret(): "/path/to/program arg...", split at blanks
+ * and run without a shell, so the program must be given by its path.
+ */
+static int
+kw_password_command(struct parser *p, const struct keyword *kw,
+    char *value)
+{
+	char buf[SHOWN];
+	size_t len;
+
+	if (secret_once(p, kw) == -1)
+		return -1;
+	if (value[0] != '/') {
+		len = strcspn(value, BLANKS);
+		value[len] = '\0';
+		return perr(p, "%s \"%s\": the program must be given as an "
+		    "absolute path (it is run without a shell)", kw->name,
+		    shown(buf, sizeof(buf), value));
+	}
+	return set_string(p, &p->conf->password_command, value);
+}
+
+/* Read later, by conf_secret(), which also refuses it in a setgid relay. */
+static int
+kw_password_env(struct parser *p, const struct keyword *kw, char *value)
+{
+	char buf[SHOWN];
+
+	if (secret_once(p, kw) == -1)
+		return -1;
+	if (isdigit((unsigned char)value[0]) || value[strspn(value,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789_")] != '\0')
+		return perr(p, "%s \"%s\" is not an environment variable name "
+		    "(letters, digits and '_', not starting with a digit)",
+		    kw->name, shown(buf, sizeof(buf), value));
+	return set_string(p, &p->conf->password_env, value);
 }
 
 static int
@@ -536,37 +701,137 @@ hex_digit(char ch)
 }
 
 /*
- * 64 hex digits, colons allowed between pairs: what
- * "openssl x509 -noout -fingerprint -sha256" prints, with or without its
- * "sha256 Fingerprint=" prefix.
+ * A SHA-256 digest as the usual tools print it: 64 hex digits, colons
+ * allowed between pairs, after an optional "name=" or "name= " (openssl
+ * x509 -fingerprint, openssl dgst) and before an optional "  -" or " *-"
+ * (sha256sum reading its standard input).  Returns 0 or -1.
  */
 static int
-kw_tls_fingerprint(struct parser *p, const struct keyword *kw, char *value)
+parse_sha256(const char *value, unsigned char *out, size_t outlen)
 {
-	struct conf *c = p->conf;
 	const char *v = value, *eq;
 	size_t n = 0;
 	int hi, lo;
 
-	(void)kw;
-	if ((eq = strchr(v, '=')) != NULL)
-		v = eq + 1;
-	while (*v != '\0') {
-		if (*v == ':' && n > 0 && v[1] != '\0') {
+	if ((eq = strrchr(v, '=')) != NULL)
+		v = eq + 1 + strspn(eq + 1, BLANKS);
+	while (n < outlen) {
+		if (*v == ':' && n > 0)
 			v++;
-			continue;
-		}
 		if ((hi = hex_digit(v[0])) == -1 || (lo = hex_digit(v[1])) ==
-		    -1 || n == sizeof(c->pin))
-			return perr(p, "tls_fingerprint must be the SHA-256 of "
-			    "the certificate: 64 hex digits, colons allowed");
-		c->pin[n++] = (unsigned char)(hi << 4 | lo);
+		    -1)
+			return -1;
+		out[n++] = (unsigned char)(hi << 4 | lo);
 		v += 2;
 	}
-	if (n != sizeof(c->pin))
-		return perr(p, "tls_fingerprint must be the SHA-256 of the "
-		    "certificate: 64 hex digits, colons allowed");
-	c->pinned = 1;
+	if (*v == '\0')
+		return 0;
+	if (strspn(v, BLANKS) == 0)
+		return -1;
+	v += strspn(v, BLANKS);
+	if (*v == '*')
+		v++;
+	return strcmp(v, "-") == 0 ? 0 : -1;
+}
+
+/*
+ * tls_fingerprint: SHA-256 of the server's certificate (DER);
+ * tls_pubkey_fingerprint: of its SubjectPublicKeyInfo (DER), which stays
+ * the same when a certificate is renewed with the same key.  Given both,
+ * tls.c wants both to match.
+ */
+static int
+kw_pin(struct parser *p, const struct keyword *kw, char *value)
+{
+	struct conf *c = p->conf;
+
+	if (kw->arg == PIN_CERT) {
+		if (parse_sha256(value, c->pin, sizeof(c->pin)) == -1)
+			return perr(p, "tls_fingerprint must be the SHA-256 of "
+			    "the certificate: 64 hex digits, colons allowed");
+		c->pinned = 1;
+	} else {
+		if (parse_sha256(value, c->key_pin, sizeof(c->key_pin)) == -1)
+			return perr(p, "tls_pubkey_fingerprint must be the "
+			    "SHA-256 of the server's public key (its "
+			    "SubjectPublicKeyInfo in DER): 64 hex digits, "
+			    "colons allowed");
+		c->key_pinned = 1;
+	}
+	return 0;
+}
+
+static int
+kw_tls_verify(struct parser *p, const struct keyword *kw, char *value)
+{
+	return choice(p, kw, value, verify_words, &p->tls_verify);
+}
+
+/* Read by tls.c when TLS starts, like ca_file. */
+static int
+kw_client_cert(struct parser *p, const struct keyword *kw, char *value)
+{
+	(void)kw;
+	return set_string(p, &p->conf->client_cert, value);
+}
+
+/* A private key: checked now, like a password_file; read by tls.c. */
+static int
+kw_client_key(struct parser *p, const struct keyword *kw, char *value)
+{
+	int fd;
+
+	if ((fd = secret_file_open(p, kw->name, value)) == -1)
+		return -1;
+	(void)close(fd);
+	return set_string(p, &p->conf->client_key, value);
+}
+
+/* max_size: "0" (no limit), "10485760", "10240k", "10M", "1G". */
+static int
+kw_max_size(struct parser *p, const struct keyword *kw, char *value)
+{
+	static const struct {
+		char		 unit;
+		long long	 scale;
+	} sizes[] = {
+		{ 'k', 1LL << 10 }, { 'm', 1LL << 20 }, { 'g', 1LL << 30 },
+	};
+	char buf[SHOWN], num[24];
+	const char *errstr = "not a number";
+	size_t len = strlen(value), i;
+	long long n = 0, scale = 1;
+
+	if (len > 1 && !isdigit((unsigned char)value[len - 1])) {
+		scale = 0;
+		for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+			if (tolower((unsigned char)value[len - 1]) ==
+			    sizes[i].unit)
+				scale = sizes[i].scale;
+		len--;
+	}
+	if (scale != 0 && len > 0 && len < sizeof(num) &&
+	    isdigit((unsigned char)value[0])) {
+		memcpy(num, value, len);
+		num[len] = '\0';
+		n = strtonum(num, 0, LLONG_MAX / scale, &errstr);
+	}
+	if (scale == 0 || errstr != NULL)
+		return perr(p, "%s \"%s\" is not a size (a number of octets "
+		    "with an optional unit k, M or G, as in 10M; 0 for no "
+		    "limit)", kw->name, shown(buf, sizeof(buf), value));
+	p->conf->max_size = (off_t)(n * scale);
+	return 0;
+}
+
+static int
+kw_max_recipients(struct parser *p, const struct keyword *kw, char *value)
+{
+	int n = 0;
+
+	if (number(p, kw, value, 1, MAX_RCPTS_CAP, &n) == -1)
+		return -1;
+	p->conf->max_rcpts = (size_t)n;
 	return 0;
 }
 
@@ -935,37 +1200,95 @@ settle_transport(struct parser *p)
 static int
 check_credentials(struct parser *p)
 {
-	static const char *const secrets[] = {
-		"user", "password", "password_file"
+	static const char *const creds[] = {
+		"user", "password", "password_file", "password_command",
+		"password_env"
 	};
 	struct conf *c = p->conf;
-	size_t i, line;
+	const char *source = NULL;
+	size_t i, line = 0;
 
 	/* Never send credentials over a channel without TLS. */
 	if (c->tls == TLS_NONE) {
-		for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
-			if (seen(p, secrets[i]) == 0)
+		for (i = 0; i < sizeof(creds) / sizeof(creds[0]); i++) {
+			if (seen(p, creds[i]) == 0)
 				continue;
 			p->lineno = seen(p, "tls");
 			return perr(p, "tls none cannot be combined with %s "
 			    "(credentials would cross the network in clear)",
-			    secrets[i]);
+			    creds[i]);
 		}
 	}
-	if (c->tls == TLS_NONE && c->pinned) {
-		p->lineno = seen(p, "tls_fingerprint");
-		return perr(p, "tls_fingerprint needs TLS, but tls is none");
-	}
-	if (c->user != NULL && c->password == NULL) {
+	for (i = 0; i < NSECRET_KEYWORDS && source == NULL; i++)
+		if ((line = seen(p, secret_keywords[i])) != 0)
+			source = secret_keywords[i];
+	if (c->user != NULL && source == NULL) {
 		p->lineno = seen(p, "user");
-		return perr(p, "user is set but neither password nor "
-		    "password_file is");
+		return perr(p, "user is set but none of password, "
+		    "password_file, password_command or password_env is");
 	}
-	if (c->user == NULL && c->password != NULL) {
-		line = seen(p, "password");
-		p->lineno = line != 0 ? line : seen(p, "password_file");
-		return perr(p, "%s is set but user is not",
-		    line != 0 ? "password" : "password_file");
+	if (c->user == NULL && source != NULL) {
+		p->lineno = line;
+		return perr(p, "%s is set but user is not", source);
+	}
+	return 0;
+}
+
+/* A keyword that makes sense only over TLS, given with "tls none". */
+static int
+needs_tls(struct parser *p, const char *name)
+{
+	size_t line = seen(p, name);
+
+	if (line == 0)
+		return 0;
+	p->lineno = line;
+	return perr(p, "%s needs TLS, but tls is none", name);
+}
+
+static int
+check_tls(struct parser *p)
+{
+	static const char *const tls_only[] = {
+		"tls_fingerprint", "tls_pubkey_fingerprint", "tls_verify",
+		"tls_client_cert", "tls_client_key"
+	};
+	struct conf *c = p->conf;
+	size_t i;
+	int pin = c->pinned || c->key_pinned;
+
+	for (i = 0; c->tls == TLS_NONE && i < sizeof(tls_only) /
+	    sizeof(tls_only[0]); i++)
+		if (needs_tls(p, tls_only[i]) == -1)
+			return -1;
+	/* Without a pin the chain and name are checked: nothing to choose. */
+	if (p->tls_verify != -1 && !pin) {
+		p->lineno = seen(p, "tls_verify");
+		return perr(p, "tls_verify %s needs tls_fingerprint or "
+		    "tls_pubkey_fingerprint%s", verify_words[p->tls_verify],
+		    p->tls_verify == VERIFY_BOTH ? " (without a pin, the "
+		    "chain and host name are always checked)" : "");
+	}
+	c->verify_chain = !pin || p->tls_verify == VERIFY_BOTH;
+	if (c->client_cert != NULL && c->client_key == NULL) {
+		p->lineno = seen(p, "tls_client_cert");
+		return perr(p, "tls_client_cert is set but tls_client_key "
+		    "is not");
+	}
+	if (c->client_key != NULL && c->client_cert == NULL) {
+		p->lineno = seen(p, "tls_client_key");
+		return perr(p, "tls_client_key is set but tls_client_cert "
+		    "is not");
+	}
+	/* BearSSL matches names only (no iPAddress SANs): it could never work. */
+	if (c->tls != TLS_NONE && c->verify_chain && is_ip_literal(c->host)) {
+		if (pin)
+			return ferr(p, "host %s is an IP address: relay can "
+			    "verify a certificate only against a host name, "
+			    "and tls_verify both asks for that", c->host);
+		return ferr(p, "host %s is an IP address: relay can verify a "
+		    "certificate only against a host name (or set "
+		    "tls_fingerprint or tls_pubkey_fingerprint)", c->host);
 	}
 	return 0;
 }
@@ -992,12 +1315,7 @@ finish(struct parser *p)
 	if (c->host == NULL)
 		return ferr(p, "missing required keyword \"host\"");
 	settle_transport(p);
-	/* BearSSL matches names only (no iPAddress SANs): it could never work. */
-	if (c->tls != TLS_NONE && !c->pinned && is_ip_literal(c->host))
-		return ferr(p, "host %s is an IP address: relay can verify a "
-		    "certificate only against a host name (or set "
-		    "tls_fingerprint)", c->host);
-	if (check_credentials(p) == -1)
+	if (check_tls(p) == -1 || check_credentials(p) == -1)
 		return -1;
 	if (c->helo == NULL && default_helo(p) == -1)
 		return -1;
@@ -1016,24 +1334,57 @@ finish(struct parser *p)
 	return 0;
 }
 
+/*
+ * One line into buf (LINE_CAP + 3 octets): at most LINE_CAP octets, then
+ * CR LF, LF or the end of the file.  Returns the octets read (0 at the
+ * end of the file), or -1 for a line too long or a read error (p->err
+ * set).  getline() would take a line of any length into memory.
+ */
+static ssize_t
+next_line(struct parser *p, FILE *fp, char *buf)
+{
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(fp)) != EOF) {
+		/* Room for LINE_CAP octets and a CR before the LF. */
+		if (len == LINE_CAP + 1 && (ch != '\n' ||
+		    buf[LINE_CAP] != '\r'))
+			return perr(p, "line longer than %d octets", LINE_CAP);
+		buf[len++] = (char)ch;
+		if (ch == '\n')
+			break;
+	}
+	if (ferror(fp))
+		return ferr(p, "%s", strerror(errno != 0 ? errno : EIO));
+	if (len == LINE_CAP + 1 && buf[LINE_CAP] != '\n' &&
+	    buf[LINE_CAP] != '\r')
+		return perr(p, "line longer than %d octets", LINE_CAP);
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
 static int
 read_lines(struct parser *p, FILE *fp)
 {
-	char *line = NULL;
-	size_t cap = 0;
+	char *line;
+	size_t size = LINE_CAP + 3;
 	ssize_t len;
 	int rv = 0;
 
+	if ((line = malloc(size)) == NULL)
+		return ferr(p, "%s", strerror(errno));
 	errno = 0;
-	while (rv == 0 && (len = getline(&line, &cap, fp)) != -1) {
+	while (rv == 0) {
 		p->lineno++;
+		if ((len = next_line(p, fp, line)) <= 0) {
+			rv = (int)len;
+			break;
+		}
 		rv = parse_line(p, line, (size_t)len);
-		/* The line may have held a password. */
-		explicit_bzero(line, (size_t)len);
 	}
-	if (rv == 0 && ferror(fp))
-		rv = ferr(p, "%s", strerror(errno != 0 ? errno : EIO));
-	free(line);
+	/* A line may have held a password. */
+	freezero(line, size);
 	return rv;
 }
 
@@ -1051,6 +1402,7 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	p.conf = c;
 	p.err = err;
 	p.errlen = errlen;
+	p.tls_verify = -1;
 	shown(p.path, sizeof(p.path), path);
 	for (i = 0; i < TMO_COUNT; i++)
 		c->timeout[i] = default_timeout[i];
@@ -1058,6 +1410,8 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	c->retry_min = DEFAULT_RETRY_MIN;
 	c->retry_max = DEFAULT_RETRY_MAX;
 	c->max_age = DEFAULT_MAX_AGE;
+	c->max_rcpts = DEFAULT_MAX_RCPTS;
+	c->verify_chain = 1;
 
 	if ((c->path = strdup(path)) == NULL)
 		return ferr(&p, "%s", strerror(errno));
@@ -1100,18 +1454,399 @@ conf_free(struct conf *c)
 	free(c->domain);
 	free(c->helo);
 	free(c->ca_file);
+	free(c->client_cert);
+	free(c->client_key);
 	free(c->queue);
 	free(c->spool);
+	free(c->password_command);
+	free(c->password_env);
 	memset(c, 0, sizeof(*c));
+}
+
+/* ---- the secret, fetched when it is needed ----------------------------- */
+
+static int	serr(const struct conf *, char *, size_t, const char *, ...)
+		    __attribute__((__format__(__printf__, 4, 5)));
+
+/* An error of conf_secret(), naming the file; always returns -1. */
+static int
+serr(const struct conf *c, char *err, size_t errlen, const char *fmt, ...)
+{
+	char path[256];
+	va_list ap;
+	int n;
+
+	sanitise(path, sizeof(path), c->path, strlen(c->path));
+	n = snprintf(err, errlen, "%s: ", path);
+	if (n < 0 || (size_t)n >= errlen)
+		return -1;
+	va_start(ap, fmt);
+	(void)vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/*
+ * password_env: the variable is read once and removed, its value wiped
+ * where it lay (/proc/PID/environ shows that memory), so that neither
+ * a child nor a look at the process finds it afterwards.
+ */
+static int
+secret_env(struct conf *c, char *err, size_t errlen)
+{
+	const char *name = c->password_env;
+	size_t len;
+	char *value;
+
+	/* The caller chose the environment: it must not pick our secret. */
+	if (privileged())
+		return serr(c, err, errlen, "password_env cannot be used by a "
+		    "setgid relay: the environment belongs to the caller; use "
+		    "password_file or password_command");
+	if ((value = getenv(name)) == NULL)
+		return serr(c, err, errlen, "password_env %s: the variable is "
+		    "not set", name);
+	switch (secret_line(value, strlen(value), &len)) {
+	case LINE_OK:
+		break;
+	case LINE_LONG:
+		return serr(c, err, errlen, "password_env %s: the value is "
+		    "longer than %d octets", name, SECRET_CAP);
+	default:
+		return serr(c, err, errlen, "password_env %s: the variable is "
+		    "empty", name);
+	}
+	if ((c->password = secret_dup(value, len)) == NULL)
+		return serr(c, err, errlen, "%s", strerror(errno));
+	explicit_bzero(value, strlen(value));
+	if (unsetenv(name) == -1)
+		return serr(c, err, errlen, "password_env %s: %s", name,
+		    strerror(errno));
+	return 0;
+}
+
+/* Everything the child needs, made before fork(). */
+struct command {
+	char	 *words;	/* password_command, split in place */
+	char	**argv;
+	char	 *envp[5];	/* PATH, HOME, LOGNAME, USER, NULL */
+	char	  prog[SHOWN];	/* argv[0], safe to print */
+	int	  timeout;	/* seconds */
+};
+
+static void
+command_free(struct command *cmd)
+{
+	size_t i;
+
+	free(cmd->words);
+	free(cmd->argv);
+	for (i = 0; i < sizeof(cmd->envp) / sizeof(cmd->envp[0]); i++)
+		free(cmd->envp[i]);
+}
+
+/* "NAME=value" into the next free slot of cmd->envp. */
+static int
+command_env(struct command *cmd, const char *name, const char *value)
+{
+	size_t i = 0, len;
+
+	while (cmd->envp[i] != NULL)
+		i++;
+	len = strlen(name) + 1 + strlen(value) + 1;
+	if ((cmd->envp[i] = malloc(len)) == NULL)
+		return -1;
+	(void)snprintf(cmd->envp[i], len, "%s=%s", name, value);
+	return 0;
+}
+
+/*
+ * Split at blanks, no shell, no quoting.  A fixed, small environment: the
+ * caller's (LD_PRELOAD, PATH, IFS...) must not steer the program, and a
+ * setgid relay would otherwise hand it over with the group's rights.
+ */
+static int
+command_prepare(const struct conf *c, struct command *cmd)
+{
+	const struct passwd *pw;
+	char *rest, *word;
+	size_t n = 0;
+
+	memset(cmd, 0, sizeof(*cmd));
+	if ((cmd->words = strdup(c->password_command)) == NULL)
+		return -1;
+	if ((cmd->argv = reallocarray(NULL, strlen(cmd->words) / 2 + 2,
+	    sizeof(*cmd->argv))) == NULL)
+		return -1;
+	for (rest = cmd->words; (word = strsep(&rest, BLANKS)) != NULL; )
+		if (*word != '\0')
+			cmd->argv[n++] = word;
+	cmd->argv[n] = NULL;
+	shown(cmd->prog, sizeof(cmd->prog), cmd->argv[0]);
+	if (command_env(cmd, "PATH", "/usr/bin:/bin") == -1)
+		return -1;
+	if ((pw = getpwuid(getuid())) != NULL &&
+	    (command_env(cmd, "HOME", pw->pw_dir) == -1 ||
+	    command_env(cmd, "LOGNAME", pw->pw_name) == -1 ||
+	    command_env(cmd, "USER", pw->pw_name) == -1))
+		return -1;
+	/* timeout_command, when shorter, bounds it too (and the tests). */
+	cmd->timeout = COMMAND_TIMEOUT;
+	if (c->timeout[TMO_COMMAND] > 0 &&
+	    c->timeout[TMO_COMMAND] < cmd->timeout)
+		cmd->timeout = c->timeout[TMO_COMMAND];
+	return 0;
+}
+
+/*
+ * After fork(): only async-signal-safe calls.  Standard input /dev/null,
+ * standard output the pipe, standard error relay's; fd 3 reports a failed
+ * execve() (it closes on success); nothing else stays open.
+ */
+static void
+command_child(const struct command *cmd, int outfd, int errfd)
+{
+	static const int sigs[] = {
+		SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM,
+		SIGUSR1, SIGUSR2
+	};
+	sigset_t none;
+	size_t i;
+	ssize_t n;
+	int fd, saved, report = errfd;
+
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		(void)signal(sigs[i], SIG_DFL);
+	(void)sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
+	    dup2(fd, STDIN_FILENO) == -1 || dup2(outfd, STDOUT_FILENO) == -1 ||
+	    dup2(errfd, 3) == -1)
+		goto fail;
+	report = 3;
+	if (fcntl(3, F_SETFD, FD_CLOEXEC) == -1 || chdir("/") == -1)
+		goto fail;
+	closefrom(4);
+	(void)execve(cmd->argv[0], cmd->argv, cmd->envp);
+fail:
+	saved = errno;
+	n = write(report, &saved, sizeof(saved));
+	_exit(n == -1 ? 126 : 127);
+}
+
+/* Milliseconds left until the deadline, 0 when it has passed. */
+static int
+ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ms;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &now) == -1)
+		return 0;
+	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/*
+ * The child's standard output until it closes or the deadline: the first
+ * size octets into buf, the rest read and dropped.  Returns the octets
+ * kept, -1 on error, -2 at the deadline.
+ */
+static ssize_t
+command_output(int fd, char *buf, size_t size,
+    const struct timespec *deadline)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	char drop[512];
+	size_t got = 0;
+	ssize_t n;
+	int left, rv;
+
+	for (;;) {
+		if ((left = ms_left(deadline)) == 0)
+			return -2;
+		if ((rv = poll(&pfd, 1, left)) == -1 && errno != EINTR)
+			return -1;
+		if (rv <= 0)
+			continue;
+		if (got < size)
+			n = read(fd, buf + got, size - got);
+		else
+			n = read(fd, drop, sizeof(drop));
+		if (n == -1 && errno != EINTR && errno != EAGAIN)
+			return -1;
+		if (n == 0)
+			return (ssize_t)got;
+		if (n > 0 && got < size)
+			got += (size_t)n;
+	}
+}
+
+/*
+ * Reap the child, killing it at the deadline.  Returns 0, -1 on error
+ * (errno set), -2 when it had to be killed.
+ */
+static int
+command_wait(pid_t pid, int *status, const struct timespec *deadline)
+{
+	const struct timespec tick = { 0, 10 * 1000 * 1000 };
+	pid_t rv;
+
+	for (;;) {
+		if ((rv = waitpid(pid, status, WNOHANG)) == pid)
+			return 0;
+		if (rv == -1 && errno != EINTR)
+			return -1;
+		if (rv == 0 && ms_left(deadline) == 0)
+			break;
+		(void)nanosleep(&tick, NULL);
+	}
+	(void)kill(pid, SIGKILL);
+	while ((rv = waitpid(pid, status, 0)) == -1 && errno == EINTR)
+		;
+	return rv == pid ? -2 : -1;
+}
+
+/* The secret from what the command printed, or why there is none. */
+static int
+command_result(struct conf *c, const struct command *cmd, char *buf,
+    ssize_t got, int status, char *err, size_t errlen)
+{
+	size_t len;
+
+	if (WIFSIGNALED(status))
+		return serr(c, err, errlen, "password_command %s was killed "
+		    "by signal %d", cmd->prog, WTERMSIG(status));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return serr(c, err, errlen, "password_command %s exited with "
+		    "status %d", cmd->prog, WEXITSTATUS(status));
+	if (got == 0)
+		return serr(c, err, errlen, "password_command %s printed "
+		    "nothing", cmd->prog);
+	switch (secret_line(buf, (size_t)got, &len)) {
+	case LINE_OK:
+		break;
+	case LINE_EMPTY:
+		return serr(c, err, errlen, "password_command %s printed an "
+		    "empty first line", cmd->prog);
+	case LINE_NUL:
+		return serr(c, err, errlen, "password_command %s printed a "
+		    "NUL byte", cmd->prog);
+	case LINE_LONG:
+		return serr(c, err, errlen, "password_command %s printed a "
+		    "first line longer than %d octets", cmd->prog,
+		    SECRET_CAP);
+	}
+	if ((c->password = secret_dup(buf, len)) == NULL)
+		return serr(c, err, errlen, "%s", strerror(errno));
+	return 0;
+}
+
+/*
+ * password_command: run the program, its first line of output is the
+ * secret.  It never passes through an argument or the environment.
+ */
+static int
+secret_command(struct conf *c, char *err, size_t errlen)
+{
+	struct command cmd;
+	struct sigaction dfl, old;
+	struct timespec deadline;
+	size_t size = SECRET_CAP + 2;
+	char *buf = NULL;
+	int out[2] = { -1, -1 }, ex[2] = { -1, -1 }, status = 0, rv = -1;
+	int execerr = 0, saved;
+	ssize_t got = -1, n;
+	pid_t pid = -1;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	(void)sigemptyset(&dfl.sa_mask);
+	/* An inherited SIGCHLD SIG_IGN would reap the child behind our back. */
+	if (sigaction(SIGCHLD, &dfl, &old) == -1)
+		return serr(c, err, errlen, "sigaction: %s", strerror(errno));
+	if (command_prepare(c, &cmd) == -1 || (buf = malloc(size)) == NULL ||
+	    pipe(out) == -1 || pipe(ex) == -1 ||
+	    fcntl(out[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(out[1], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(ex[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(ex[1], F_SETFD, FD_CLOEXEC) == -1 ||
+	    clock_gettime(CLOCK_MONOTONIC, &deadline) == -1 ||
+	    (pid = fork()) == -1) {
+		(void)serr(c, err, errlen, "password_command %s: %s",
+		    cmd.prog, strerror(errno));
+		goto done;
+	}
+	if (pid == 0)
+		command_child(&cmd, out[1], ex[1]);
+	(void)close(out[1]);
+	(void)close(ex[1]);
+	out[1] = ex[1] = -1;
+	deadline.tv_sec += cmd.timeout;
+	/* The write end closes at execve(), or brings its errno. */
+	while ((n = read(ex[0], &execerr, sizeof(execerr))) == -1 &&
+	    errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(execerr)) {
+		(void)command_wait(pid, &status, &deadline);
+		(void)serr(c, err, errlen, "password_command %s: cannot run "
+		    "it: %s", cmd.prog, strerror(execerr));
+		goto done;
+	}
+	if ((got = command_output(out[0], buf, size, &deadline)) == -1) {
+		saved = errno;
+		(void)command_wait(pid, &status, &deadline);
+		(void)serr(c, err, errlen, "password_command %s: reading its "
+		    "output: %s", cmd.prog, strerror(saved));
+		goto done;
+	}
+	/* At the deadline already (got == -2), this kills it at once. */
+	switch (command_wait(pid, &status, &deadline)) {
+	case -1:
+		(void)serr(c, err, errlen, "password_command %s: waitpid: %s",
+		    cmd.prog, strerror(errno));
+		break;
+	case -2:
+		(void)serr(c, err, errlen, "password_command %s did not finish "
+		    "in %ds and was killed", cmd.prog, cmd.timeout);
+		break;
+	default:
+		if (got == -2)
+			(void)serr(c, err, errlen, "password_command %s did not "
+			    "close its output in %ds", cmd.prog, cmd.timeout);
+		else
+			rv = command_result(c, &cmd, buf, got, status, err,
+			    errlen);
+		break;
+	}
+done:
+	if (out[0] != -1)
+		(void)close(out[0]);
+	if (out[1] != -1)
+		(void)close(out[1]);
+	if (ex[0] != -1)
+		(void)close(ex[0]);
+	if (ex[1] != -1)
+		(void)close(ex[1]);
+	if (buf != NULL)
+		freezero(buf, size);
+	command_free(&cmd);
+	(void)sigaction(SIGCHLD, &old, NULL);
+	return rv;
 }
 
 int
 conf_secret(struct conf *c, char *err, size_t errlen)
 {
-	(void)c;
-	(void)err;
-	(void)errlen;
-	return 0;	/* issue 4: password_command, password_env */
+	/* Inline, from password_file, or fetched already. */
+	if (c->user == NULL || c->password != NULL)
+		return 0;
+	if (c->password_env != NULL)
+		return secret_env(c, err, errlen);
+	if (c->password_command != NULL)
+		return secret_command(c, err, errlen);
+	return 0;
 }
 
 int

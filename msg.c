@@ -37,6 +37,7 @@
 struct header {
 	char	*text;		/* "Name: value", folds kept as CRLF WSP */
 	size_t	 len;		/* no final CRLF */
+	size_t	 cap;		/* octets allocated at text */
 	size_t	 namelen;	/* field name, WSP before the ':' excluded */
 	size_t	 valoff;	/* first octet after the ':' */
 };
@@ -458,7 +459,7 @@ find_field(const struct msg *m, const char *name)
 /*
  * Append a field; text is taken over on success.  The array doubles when
  * nhdrs reaches a power of two (8 first): header blocks of 20000 fields
- * must not cost 20000 reallocs.  header_delete only lowers nhdrs, so
+ * must not cost 20000 reallocs.  header_compact only lowers nhdrs, so
  * the capacity is always more than nhdrs.
  */
 static int
@@ -478,6 +479,7 @@ header_push(struct work *w, char *text, size_t len)
 	h = &m->hdrs[m->nhdrs++];
 	h->text = text;
 	h->len = len;
+	h->cap = len + 1;
 	h->namelen = namelen;
 	h->valoff = valoff;
 	return EX_OK;
@@ -503,17 +505,28 @@ header_replace(struct header *h, struct buf *b)
 	free(h->text);
 	h->text = b->p;
 	h->len = b->len;
+	h->cap = b->cap;
 	h->namelen = field_name(h->text, h->len, &h->valoff);
 	memset(b, 0, sizeof(*b));
 }
 
+/*
+ * Drop the fields whose drop[] is set, in one pass: deleting them one by
+ * one would move the rest each time, and 170000 "Bcc:" lines fit in the
+ * 1 MiB header block (minutes of memmove).
+ */
 static void
-header_delete(struct msg *m, size_t i)
+header_compact(struct msg *m, const unsigned char *drop)
 {
-	free(m->hdrs[i].text);
-	memmove(&m->hdrs[i], &m->hdrs[i + 1],
-	    (m->nhdrs - i - 1) * sizeof(m->hdrs[0]));
-	m->nhdrs--;
+	size_t i, kept = 0;
+
+	for (i = 0; i < m->nhdrs; i++) {
+		if (drop[i])
+			free(m->hdrs[i].text);
+		else
+			m->hdrs[kept++] = m->hdrs[i];
+	}
+	m->nhdrs = kept;
 }
 
 /* ---- reading the caller's input ----------------------------------------- */
@@ -600,15 +613,24 @@ body_line_end(struct work *w)
 	return spool_put(w, w->spool, "\r\n", 2);
 }
 
-/* A folded line: appended to the field before, CRLF kept between. */
+/*
+ * A folded line: appended to the field before, CRLF kept between.  The
+ * field doubles as it grows: a field folded 260000 times (1 MiB) must not
+ * be copied whole for each line.
+ */
 static int
 header_continue(struct work *w, const struct buf *l)
 {
 	struct header *h = &w->msg->hdrs[w->msg->nhdrs - 1];
-	char *text;
+	size_t need = h->len + 2 + l->len + 1, cap = h->cap;
+	char *text = h->text;
 
-	if ((text = realloc(h->text, h->len + 2 + l->len + 1)) == NULL)
-		return nomem(w);
+	if (need > cap) {
+		cap = need > 2 * cap ? need : 2 * cap;
+		if ((text = realloc(h->text, cap)) == NULL)
+			return nomem(w);
+		h->cap = cap;
+	}
 	memcpy(text + h->len, "\r\n", 2);
 	memcpy(text + h->len + 2, l->p, l->len);
 	h->text = text;
@@ -755,6 +777,23 @@ feed_eof(struct work *w)
 	return EX_OK;
 }
 
+/*
+ * max_size, while reading: the message so far in its CRLF form (header
+ * block, the line being read, the body spooled), so that a message too
+ * big is refused without reading, or spooling, the rest of it.
+ */
+static int
+check_size(struct work *w)
+{
+	off_t max = w->conf->max_size, sofar;
+
+	sofar = (off_t)w->in.hdrbytes + (off_t)w->in.line.len + w->spool->len;
+	if (max > 0 && sofar > max)
+		return failf(w, EX_DATAERR, "message larger than max_size "
+		    "(%lld octets)", (long long)max);
+	return EX_OK;
+}
+
 static int
 read_input(struct work *w, int fd)
 {
@@ -774,9 +813,11 @@ read_input(struct work *w, int fd)
 		} else if (n == 0) {
 			ex = feed_eof(w);
 			break;
-		} else
-			ex = feed(w, chunk, (size_t)n);
+		} else if ((ex = feed(w, chunk, (size_t)n)) == EX_OK)
+			ex = check_size(w);
 	}
+	if (ex == EX_OK)
+		ex = check_size(w);
 	free(chunk);
 	free(w->in.line.p);
 	memset(&w->in.line, 0, sizeof(w->in.line));
@@ -921,6 +962,15 @@ rcpt_add(struct work *w, const char *addr)
 	for (i = 0; i < m->nrcpts; i++)
 		if (strcmp(m->rcpts[i].addr, addr) == 0)
 			return EX_OK;
+	/*
+	 * Refused at the first one too many: the search above makes n
+	 * recipients cost n * n, and a 1 MiB To: field holds 100000.  (0:
+	 * no limit, for a struct conf not made by conf_load.)
+	 */
+	if (w->conf->max_rcpts > 0 && m->nrcpts >= w->conf->max_rcpts)
+		return failf(w, EX_DATAERR, "at least %zu recipients; "
+		    "max_recipients is %zu", m->nrcpts + 1,
+		    w->conf->max_rcpts);
 	if (m->nrcpts == w->rcptcap) {
 		size_t cap = w->rcptcap ? w->rcptcap * 2 : 8;
 
@@ -1118,21 +1168,24 @@ static int
 step_rewrite(struct work *w)
 {
 	struct msg *m = w->msg;
-	size_t i = 0;
-	int flags, ex;
+	unsigned char *drop;
+	size_t i;
+	int flags, ex = EX_OK;
 
-	while (i < m->nhdrs) {
+	if (m->nhdrs == 0)
+		return EX_OK;
+	if ((drop = calloc(m->nhdrs, 1)) == NULL)
+		return nomem(w);
+	for (i = 0; i < m->nhdrs && ex == EX_OK; i++) {
 		flags = field_flags(&m->hdrs[i]);
-		if (flags & F_REMOVE) {
-			header_delete(m, i);
-			continue;
-		}
-		if ((flags & (F_ALIAS | F_SENDER)) &&
-		    (ex = rewrite_field(w, &m->hdrs[i], flags)) != EX_OK)
-			return ex;
-		i++;
+		if (flags & F_REMOVE)
+			drop[i] = 1;
+		else if (flags & (F_ALIAS | F_SENDER))
+			ex = rewrite_field(w, &m->hdrs[i], flags);
 	}
-	return EX_OK;
+	header_compact(m, drop);
+	free(drop);
+	return ex;
 }
 
 /* ---- fields we add ------------------------------------------------------ */
@@ -1499,22 +1552,30 @@ mark_quoted_printable(struct work *w)
 {
 	struct msg *m = w->msg;
 	struct buf b = { NULL, 0, 0 };
-	size_t i = 0;
-	int seen = 0, ex;
+	unsigned char *drop = NULL;
+	size_t i;
+	int seen = 0, ex = EX_OK;
 
-	while (i < m->nhdrs) {
-		if (!field_is(&m->hdrs[i], "Content-Transfer-Encoding")) {
-			i++;
-		} else if (seen) {
-			header_delete(m, i);
-		} else {
-			if (buf_str(&b, "Content-Transfer-Encoding: "
-			    "quoted-printable") == -1)
-				return nomem(w);
-			header_replace(&m->hdrs[i++], &b);
+	/* (No fields: nothing to drop, and calloc(0) may give NULL.) */
+	if (m->nhdrs > 0 && (drop = calloc(m->nhdrs, 1)) == NULL)
+		return nomem(w);
+	for (i = 0; i < m->nhdrs && ex == EX_OK; i++) {
+		if (!field_is(&m->hdrs[i], "Content-Transfer-Encoding"))
+			continue;
+		if (seen)
+			drop[i] = 1;
+		else if (buf_str(&b, "Content-Transfer-Encoding: "
+		    "quoted-printable") == -1)
+			ex = nomem(w);
+		else {
+			header_replace(&m->hdrs[i], &b);
 			seen = 1;
 		}
 	}
+	header_compact(m, drop);
+	free(drop);
+	if (ex != EX_OK)
+		return ex;
 	if (find_field(m, "MIME-Version") == NULL &&
 	    (ex = header_add(w, "MIME-Version: 1.0")) != EX_OK)
 		return ex;
@@ -1752,6 +1813,11 @@ step_finish(struct work *w)
 	if (m->size - m->bodylen - 2 > HDR_OUT_MAX)
 		return failf(w, EX_DATAERR, "the header block is larger than "
 		    "2 MiB once rewritten");
+	/* Fields added, quoted-printable: what would be sent counts too. */
+	if (w->conf->max_size > 0 && m->size > w->conf->max_size)
+		return failf(w, EX_DATAERR, "message larger than max_size "
+		    "(%lld octets) once made ready to send (%lld octets)",
+		    (long long)w->conf->max_size, (long long)m->size);
 	if (w->note.len > 0) {
 		m->note = w->note.p;
 		memset(&w->note, 0, sizeof(w->note));

@@ -72,7 +72,9 @@ struct conf {
 	int		 retry_max;	/*   doubling up to this */
 	int		 max_age;	/* seconds in the queue before bouncing */
 	off_t		 max_size;	/* octets a message may have; 0: any */
-	size_t		 max_rcpts;	/* recipients a message may have */
+	size_t		 max_rcpts;	/* recipients a message may have; 0: any */
+	char		*password_command;	/* run by conf_secret, or NULL */
+	char		*password_env;	/* variable conf_secret reads, or NULL */
 };
 
 /*

@@ -15,8 +15,14 @@
 
 #include "relay.h"
 
-#define LINE_MAX_IN	16385	/* AUTH challenges may be 12288 octets */
+/*
+ * A reply line with its CRLF must fit tls.c's 16384-octet receive buffer;
+ * AUTH challenges may be 12288 octets (RFC 4954 4).
+ */
+#define LINE_MAX_IN	16383	/* 16382 octets and the NUL */
+#define REPLY_LINES	1000	/* lines in one reply: EHLO has a dozen */
 #define CMD_MAX		1024
+#define AUTH_LINE_MAX	512	/* RFC 4954 4: AUTH with initial response */
 #define PIPELINE_MAX	100	/* recipients sent in one pipelined group */
 #define QUIT_TIMEOUT	10
 
@@ -76,6 +82,12 @@ reply_feed(struct reply *r, const char *line, size_t len, char *err,
 		return -1;
 	}
 	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + line[2] - '0';
+	/* Many short lines stay under REPLY_MAX: count them too. */
+	if (r->lines >= REPLY_LINES) {
+		snprintf(err, errlen, "reply of more than %d lines",
+		    REPLY_LINES);
+		return -1;
+	}
 	if (r->lines > 0 && code != r->code) {
 		snprintf(err, errlen, "reply changes code from %d to %d in "
 		    "\"%s\"", r->code, code, show);
@@ -352,21 +364,61 @@ auth_result(struct smtp *s, const char *mech)
 	return s->r.code / 100 == 4 ? EX_TEMPFAIL : EX_NOPERM;
 }
 
+/*
+ * A line that carries credentials: prefix and Base64, of any length (a
+ * long OAuth token will not fit CMD_MAX), never copied to a fixed buffer.
+ * -v shows `shown` instead.
+ */
+static int
+send_secret(struct smtp *s, const char *shown, const char *prefix,
+    const char *b64, size_t len)
+{
+	trace(">>>", shown, strlen(shown));
+	if (conn_write(s->c, prefix, strlen(prefix)) == -1 ||
+	    conn_write(s->c, b64, len) == -1 ||
+	    conn_write(s->c, "\r\n", 2) == -1) {
+		s->broken = 1;
+		snprintf(s->err, s->errlen, "%s: %s", conn_peer(s->c),
+		    conn_error(s->c));
+		return EX_TEMPFAIL;
+	}
+	return EX_OK;
+}
+
+/* Base64 of data in a new buffer of *size octets, for freezero(). */
+static char *
+b64_secret(struct smtp *s, const void *data, size_t len, size_t *size,
+    ssize_t *b64len)
+{
+	char *b64;
+
+	*size = (len + 2) / 3 * 4 + 1;
+	if ((b64 = malloc(*size)) == NULL) {
+		snprintf(s->err, s->errlen, "AUTH: %s", strerror(errno));
+		return NULL;
+	}
+	if ((*b64len = b64_encode(b64, *size, data, len)) == -1) {
+		freezero(b64, *size);
+		snprintf(s->err, s->errlen, "AUTH: cannot encode credentials");
+		return NULL;
+	}
+	return b64;
+}
+
 /* One step of AUTH: send a Base64 line, hidden from -v. */
 static int
 auth_step(struct smtp *s, const void *data, size_t len, const char *what)
 {
-	char b64[1024];
+	char *b64;
+	size_t size;
+	ssize_t blen;
 	int ex;
 
-	if (b64_encode(b64, sizeof b64, data, len) == -1) {
-		snprintf(s->err, s->errlen, "AUTH: user name or password "
-		    "too long");
-		return EX_CONFIG;
-	}
+	if ((b64 = b64_secret(s, data, len, &size, &blen)) == NULL)
+		return EX_OSERR;
 	conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
-	ex = send_cmd(s, "[credentials hidden]", "%s", b64);
-	explicit_bzero(b64, sizeof b64);
+	ex = send_secret(s, "[credentials hidden]", "", b64, (size_t)blen);
+	freezero(b64, size);
 	if (ex == EX_OK)
 		ex = read_reply(s, what);
 	return ex;
@@ -375,40 +427,47 @@ auth_step(struct smtp *s, const void *data, size_t len, const char *what)
 static int
 auth_plain(struct smtp *s)
 {
-	char token[600], b64[1024];
+	char *token, *b64 = NULL;
 	size_t ulen = strlen(s->conf->user), plen = strlen(s->conf->password);
-	ssize_t blen;
+	size_t tlen = ulen + plen + 2, size = 0;
+	ssize_t blen = 0;
 	int ex;
 
-	if (ulen + plen + 2 > sizeof token) {
-		snprintf(s->err, s->errlen, "AUTH: user name or password "
-		    "too long");
-		return EX_CONFIG;
+	if ((token = malloc(tlen)) == NULL) {
+		snprintf(s->err, s->errlen, "AUTH: %s", strerror(errno));
+		return EX_OSERR;
 	}
 	/* RFC 4616: empty authzid, NUL, authcid, NUL, password. */
 	token[0] = '\0';
 	memcpy(token + 1, s->conf->user, ulen);
 	token[ulen + 1] = '\0';
 	memcpy(token + ulen + 2, s->conf->password, plen);
-	blen = b64_encode(b64, sizeof b64, token, ulen + plen + 2);
+	if ((b64 = b64_secret(s, token, tlen, &size, &blen)) == NULL)
+		ex = EX_OSERR;
 	/* RFC 4954 4: an initial response only if the line stays in 512. */
-	if (blen != -1 && blen + sizeof "AUTH PLAIN \r\n" <= 512) {
+	else if ((size_t)blen + sizeof("AUTH PLAIN \r\n") - 1 <=
+	    AUTH_LINE_MAX) {
 		conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
-		ex = send_cmd(s, "AUTH PLAIN [credentials hidden]",
-		    "AUTH PLAIN %s", b64);
+		ex = send_secret(s, "AUTH PLAIN [credentials hidden]",
+		    "AUTH PLAIN ", b64, (size_t)blen);
 		if (ex == EX_OK)
 			ex = read_reply(s, "AUTH PLAIN");
 	} else {
+		/* Else an empty challenge (334) and the response alone. */
 		ex = command(s, TMO_COMMAND, 3, "AUTH PLAIN", NULL,
 		    "AUTH PLAIN");
-		if (ex == EX_OK)
-			ex = auth_step(s, token, ulen + plen + 2,
-			    "AUTH PLAIN");
-		else if (!s->broken)
+		if (ex == EX_OK) {
+			conn_timeout(s->c, s->conf->timeout[TMO_COMMAND]);
+			ex = send_secret(s, "[credentials hidden]", "", b64,
+			    (size_t)blen);
+			if (ex == EX_OK)
+				ex = read_reply(s, "AUTH PLAIN");
+		} else if (!s->broken)
 			ex = EX_OK;	/* refused: auth_result says why */
 	}
-	explicit_bzero(token, sizeof token);
-	explicit_bzero(b64, sizeof b64);
+	freezero(token, tlen);
+	if (b64 != NULL)
+		freezero(b64, size);
 	return ex == EX_OK ? auth_result(s, "PLAIN") : ex;
 }
 
@@ -436,6 +495,12 @@ authenticate(struct smtp *s)
 	if (!conn_is_tls(s->c)) {
 		snprintf(s->err, s->errlen, "refusing to send credentials "
 		    "without TLS");
+		return EX_SOFTWARE;
+	}
+	/* password_command and password_env are fetched by conf_secret(). */
+	if (s->conf->password == NULL) {
+		snprintf(s->err, s->errlen, "no password to send: it was "
+		    "not fetched (conf_secret)");
 		return EX_SOFTWARE;
 	}
 	if (s->caps.auth_plain)

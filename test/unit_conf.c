@@ -6,10 +6,15 @@
  */
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
@@ -351,8 +356,8 @@ test_credentials(void)
 	    CONF ":3: tls none cannot be combined with password (credentials "
 	    "would cross the network in clear)", "tls none + password");
 	expect_error("host h\nuser me\n",
-	    CONF ":2: user is set but neither password nor password_file is",
-	    "user without password");
+	    CONF ":2: user is set but none of password, password_file, "
+	    "password_command or password_env is", "user without password");
 	expect_error("host h\n\npassword x\n",
 	    CONF ":3: password is set but user is not",
 	    "password without user");
@@ -657,7 +662,8 @@ test_hints(void)
 
 	expect_error("host 192.0.2.1\n", CONF ": host 192.0.2.1 is an IP "
 	    "address: relay can verify a certificate only against a host name "
-	    "(or set tls_fingerprint)", "IP address without a pin");
+	    "(or set tls_fingerprint or tls_pubkey_fingerprint)",
+	    "IP address without a pin");
 	expect_error("host smtp.example.com:587\n",
 	    CONF ":1: host \"smtp.example.com:587\": give the port on a line "
 	    "of its own (\"port 587\")", "host with a port");
@@ -750,22 +756,46 @@ test_files(void)
 	CHECK_STR(err, CONF ":2: line contains a NUL byte", "NUL message");
 	conf_free(&c);
 
-	/* Far longer than any fixed line buffer (msmtp stops at 500). */
+	/*
+	 * Far longer than any fixed line buffer (msmtp stops at 500), but
+	 * capped: a line is never taken into memory whole, whatever its size.
+	 */
 	if ((big = malloc(n + 64)) == NULL)
 		return;
 	memcpy(big, "host h\nuser me\npassword ", 24);
 	memset(big + 24, 'x', n);
 	memcpy(big + 24 + n, "\n", 2);
-	if (load_ok(&c, big, "1 MiB password line") == 0)
-		CHECK(strlen(c.password) == n, "long password kept whole");
+	expect_error(big, CONF ":3: line longer than 65536 octets",
+	    "1 MiB password line");
+	/* An OAuth token of 16 KiB fits. */
+	memcpy(big + 24 + 16384, "\n", 2);
+	if (load_ok(&c, big, "16 KiB password line") == 0)
+		CHECK(strlen(c.password) == 16384, "16 KiB password kept whole");
 	conf_free(&c);
+	/* The cap is on the line without its ending: 9 + 65527 octets. */
+	memset(big + 24, 'x', n);
+	memcpy(big + 24 + 65527, "\r\n", 3);
+	if (load_ok(&c, big, "a line of 65536 octets and CRLF") == 0)
+		CHECK(strlen(c.password) == 65527, "65536-octet line kept");
+	conf_free(&c);
+	big[24 + 65527] = '\0';
+	if (load_ok(&c, big, "a line of 65536 octets at the end") == 0)
+		CHECK(strlen(c.password) == 65527, "last line, no LF, kept");
+	conf_free(&c);
+	memset(big + 24, 'x', n);
+	memcpy(big + 24 + 65528, "\n", 2);
+	expect_error(big, CONF ":3: line longer than 65536 octets",
+	    "a line of 65537 octets");
+	big[24 + 65528] = '\0';
+	expect_error(big, CONF ":3: line longer than 65536 octets",
+	    "65537 octets at the end");
+	memcpy(big + 24 + 65528, "\r\n", 3);
+	expect_error(big, CONF ":3: line longer than 65536 octets",
+	    "65537 octets and CRLF");
 	memset(big, 'k', n);
 	big[n] = '\0';
-	rv = load(&c, big, err);
-	CHECK(rv == -1, "1 MiB keyword rejected");
-	CHECK(strncmp(err, CONF ":1: unknown keyword \"kkk", 25) == 0 &&
-	    strlen(err) < ERRLEN, "long keyword: short message");
-	conf_free(&c);
+	expect_error(big, CONF ":1: line longer than 65536 octets",
+	    "1 MiB keyword");
 	free(big);
 
 	/* A short error buffer truncates, never overflows. */
@@ -774,6 +804,606 @@ test_files(void)
 	CHECK(rv == -1, "short err buffer");
 	CHECK_STR(err, CONF ":", "short err buffer truncated");
 	conf_free(&c);
+}
+
+/* Each way of giving the secret excludes the others, in either order. */
+static void
+test_secret_exclusive(void)
+{
+	static const char *const kw[] = {
+		"password", "password_file", "password_command", "password_env"
+	};
+	static const char *const val[] = {
+		"x", "pw", "/bin/echo x", "RELAY_TEST_PW"
+	};
+	char text[256], want[256], what[96];
+	size_t i, j;
+
+	write_file("pw", "x\n", 2, 0600);
+	for (i = 0; i < 4; i++) {
+		for (j = 0; j < 4; j++) {
+			if (i == j)
+				continue;
+			snprintf(text, sizeof(text), "host h\nuser me\n%s %s\n"
+			    "%s %s\n", kw[i], val[i], kw[j], val[j]);
+			snprintf(want, sizeof(want), CONF ":4: %s and %s cannot "
+			    "both be set (%s at line 3)", kw[i < j ? i : j],
+			    kw[i < j ? j : i], kw[i]);
+			snprintf(what, sizeof(what), "%s then %s", kw[i], kw[j]);
+			expect_error(text, want, what);
+		}
+		snprintf(text, sizeof(text), "host h\n%s %s\n", kw[i], val[i]);
+		snprintf(want, sizeof(want), CONF ":2: %s is set but user is "
+		    "not", kw[i]);
+		snprintf(what, sizeof(what), "%s without user", kw[i]);
+		expect_error(text, want, what);
+		snprintf(text, sizeof(text), "host h\ntls none\n%s %s\n",
+		    kw[i], val[i]);
+		snprintf(want, sizeof(want), CONF ":2: tls none cannot be "
+		    "combined with %s (credentials would cross the network in "
+		    "clear)", kw[i]);
+		snprintf(what, sizeof(what), "%s with tls none", kw[i]);
+		expect_error(text, want, what);
+	}
+	(void)unlink("pw");
+}
+
+static void
+test_password_file_limits(void)
+{
+	struct conf c;
+	char *big;
+	size_t n = 70000;
+
+	if ((big = malloc(n)) == NULL)
+		return;
+	memset(big, 'x', n);
+	big[16384] = '\n';
+	write_file("pw", big, n, 0600);
+	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	    "16 KiB password_file") == 0)
+		CHECK(strlen(c.password) == 16384, "16 KiB password read whole");
+	conf_free(&c);
+	memset(big, 'x', n);
+	memcpy(big + 65536, "\r\n", 2);
+	write_file("pw", big, n, 0600);
+	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	    "password_file line of 65536 octets") == 0)
+		CHECK(strlen(c.password) == 65536, "65536 octets read whole");
+	conf_free(&c);
+	memset(big, 'x', n);
+	write_file("pw", big, n, 0600);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw: first line is longer than 65536 "
+	    "octets", "password_file line too long");
+	write_file("pw", big, 65537, 0600);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw: first line is longer than 65536 "
+	    "octets", "password_file of 65537 octets, no LF");
+	free(big);
+	/* Group access is the administrator's choice (a setgid group). */
+	write_file("pw", "x\n", 2, 0640);
+	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	    "password_file 0640") == 0)
+		CHECK_STR(c.password, "x", "group-readable password_file");
+	conf_free(&c);
+	write_file("pw", "x\n", 2, 0604);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw is readable by others (mode 0604): "
+	    "chmod o-rwx pw", "password_file 0604");
+	write_file("pw", "x\n", 2, 0601);
+	expect_error("host h\nuser me\npassword_file pw\n",
+	    CONF ":3: password_file pw is accessible by others (mode 0601): "
+	    "chmod o-rwx pw", "password_file 0601");
+	(void)unlink("pw");
+	/* A FIFO must not hang relay (no writer would ever come). */
+	if (mkfifo("fifo", 0600) == 0) {
+		expect_error("host h\nuser me\npassword_file fifo\n",
+		    CONF ":3: password_file fifo: not a regular file",
+		    "password_file FIFO");
+		(void)unlink("fifo");
+	}
+}
+
+/* Write an executable script at tmpdir/name; its absolute path to path. */
+static void
+script(const char *name, const char *body, char *path, size_t size)
+{
+	char text[4096];
+
+	snprintf(path, size, "%s/%s", tmpdir, name);
+	snprintf(text, sizeof(text), "#!/bin/sh\n%s\n", body);
+	write_file(path, text, strlen(text), 0700);
+}
+
+/*
+ * Load "password_command CMD" (plus extra lines) and run conf_secret.
+ * Returns its result; the password, or err, are left in c / err.
+ */
+static int
+run_command(struct conf *c, const char *cmd, const char *extra, char *err)
+{
+	char text[1024];
+	int rv;
+
+	snprintf(text, sizeof(text), "host h\nuser me\npassword_command %s\n"
+	    "%s", cmd, extra);
+	if (load(c, text, err) == -1) {
+		CHECK(0, "%s: loads: %s", cmd, err);
+		return -2;
+	}
+	CHECK(c->password == NULL, "%s: not run by conf_load", cmd);
+	err[0] = '\0';
+	rv = conf_secret(c, err, ERRLEN);
+	CHECK(strchr(err, '\n') == NULL, "%s: error on one line", cmd);
+	return rv;
+}
+
+/* The command must fail with exactly this message (after "relay.conf: "). */
+static void
+command_fails(const char *name, const char *body, const char *extra,
+    const char *want, const char *what)
+{
+	struct conf c;
+	char path[512], err[ERRLEN], full[ERRLEN + 600];
+
+	script(name, body, path, sizeof(path));
+	CHECK(run_command(&c, path, extra, err) == -1, "%s: refused", what);
+	snprintf(full, sizeof(full), CONF ": password_command %s %s", path,
+	    want);
+	CHECK_STR(err, full, "%s: message", what);
+	CHECK(c.password == NULL, "%s: no password", what);
+	CHECK(strstr(err, "TOPSECRET") == NULL, "%s: output not shown", what);
+	conf_free(&c);
+}
+
+/* The command must give exactly this password. */
+static void
+command_gives(const char *name, const char *body, const char *args,
+    const char *want, const char *what)
+{
+	struct conf c;
+	char path[512], cmd[1024], err[ERRLEN];
+
+	script(name, body, path, sizeof(path));
+	snprintf(cmd, sizeof(cmd), "%s%s", path, args);
+	if (run_command(&c, cmd, "", err) == 0)
+		CHECK_STR(c.password, want, "%s", what);
+	else
+		CHECK(0, "%s: %s", what, err);
+	conf_free(&c);
+}
+
+static void
+test_password_command(void)
+{
+	struct conf c;
+	struct passwd *pw;
+	struct timespec t0, t1;
+	char path[512], want[1024], body[256], err[ERRLEN];
+	double secs;
+	int fd;
+
+	expect_error("host h\nuser me\npassword_command pass show smtp\n",
+	    CONF ":3: password_command \"pass\": the program must be given as "
+	    "an absolute path (it is run without a shell)", "relative program");
+	expect_error("host h\nuser me\npassword_command ./pw.sh\n",
+	    CONF ":3: password_command \"./pw.sh\": the program must be given "
+	    "as an absolute path (it is run without a shell)",
+	    "./ program");
+	expect_error("host h\nuser me\npassword_command $(cat /pw)\n",
+	    CONF ":3: password_command \"$(cat\": the program must be given "
+	    "as an absolute path (it is run without a shell)",
+	    "shell syntax");
+
+	command_gives("ok", "printf 's3cret\\n'", "", "s3cret", "one line");
+	command_gives("crlf", "printf 's3 cr#et\\r\\nsecond\\n'", "",
+	    "s3 cr#et", "first line, CRLF trimmed, blanks kept");
+	command_gives("nolf", "printf 'nolf'", "", "nolf", "no line ending");
+	command_gives("args", "printf '%s|%s|%s|%d\\n' \"$1\" \"$2\" \"$3\" $#",
+	    " a;b  $HOME\t`id` >x", "a;b|$HOME|`id`|4",
+	    "split at blanks, no shell");
+	CHECK(access("x", F_OK) == -1, "no shell: no redirection");
+	pw = getpwuid(getuid());
+	snprintf(want, sizeof(want), "/usr/bin:/bin|%s|%s|%s||",
+	    pw != NULL ? pw->pw_dir : "", pw != NULL ? pw->pw_name : "",
+	    pw != NULL ? pw->pw_name : "");
+	(void)setenv("RELAY_TEST_LEAK", "leak", 1);
+	command_gives("env", "printf '%s|%s|%s|%s|%s|%s\\n' \"$PATH\" \"$HOME\" "
+	    "\"$LOGNAME\" \"$USER\" \"$RELAY_TEST_LEAK\" \"$LD_PRELOAD\"", "",
+	    want, "a clean environment");
+	(void)unsetenv("RELAY_TEST_LEAK");
+	command_gives("cwd", "pwd", "", "/", "run in /");
+	command_gives("stdin", "if read x; then echo \"stdin:$x\"; else "
+	    "echo 'stdin empty'; fi", "", "stdin empty", "stdin is /dev/null");
+	/* A descriptor of ours, not close-on-exec, stays ours. */
+	if ((fd = open("/dev/null", O_RDONLY)) != -1) {
+		snprintf(body, sizeof(body), "test -e /proc/self/fd/%d && "
+		    "echo open || echo closed", fd);
+		command_gives("fds", body, "", "closed", "no descriptor leaks");
+		(void)close(fd);
+	}
+	command_gives("more", "echo first; head -c 200000 /dev/zero", "",
+	    "first", "more output after the first line is read and dropped");
+	snprintf(body, sizeof(body), "head -c 65536 /dev/zero | tr '\\0' x");
+	script("max", body, path, sizeof(path));
+	if (run_command(&c, path, "", err) == 0)
+		CHECK(c.password != NULL && strlen(c.password) == 65536,
+		    "65536 octets taken");
+	else
+		CHECK(0, "65536 octets taken: %s", err);
+	conf_free(&c);
+	/* Whoever ignored SIGCHLD before us must not make us lose the child. */
+	(void)signal(SIGCHLD, SIG_IGN);
+	command_gives("sigchld", "echo ok", "", "ok", "SIGCHLD ignored");
+	CHECK(signal(SIGCHLD, SIG_DFL) == SIG_IGN, "SIGCHLD left as it was");
+
+	command_fails("exit3", "echo TOPSECRET; exit 3", "",
+	    "exited with status 3", "non-zero exit");
+	command_fails("silent", "exit 0", "", "printed nothing",
+	    "no output");
+	command_fails("emptyline", "printf '\\nTOPSECRET\\n'", "",
+	    "printed an empty first line", "empty first line");
+	command_fails("nul", "printf 'TOP\\000SECRET\\n'", "",
+	    "printed a NUL byte", "NUL in the output");
+	command_fails("long", "head -c 65537 /dev/zero | tr '\\0' x", "",
+	    "printed a first line longer than 65536 octets", "65537 octets");
+	command_fails("signal", "kill -TERM $$", "",
+	    "was killed by signal 15", "killed by a signal");
+	(void)chmod(path, 0600);	/* path is still "max" */
+	snprintf(want, sizeof(want), CONF ": password_command %s: cannot run "
+	    "it: Permission denied", path);
+	if (run_command(&c, path, "", err) == -1)
+		CHECK_STR(err, want, "not executable: message");
+	else
+		CHECK(0, "not executable: refused");
+	conf_free(&c);
+	snprintf(path, sizeof(path), "%s/nonexistent", tmpdir);
+	snprintf(want, sizeof(want), CONF ": password_command %s: cannot run "
+	    "it: No such file or directory", path);
+	if (run_command(&c, path, "", err) == -1)
+		CHECK_STR(err, want, "missing program: message");
+	else
+		CHECK(0, "missing program: refused");
+	conf_free(&c);
+
+	/* The deadline: 30 s, or timeout_command if shorter. */
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	command_fails("slow", "echo TOPSECRET; exec sleep 10",
+	    "timeout_command 1\n", "did not finish in 1s and was killed",
+	    "timeout");
+	(void)clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CHECK(secs >= 0.9 && secs < 3, "timeout: killed after %.2fs", secs);
+	command_fails("daemon", "sleep 10 & echo TOPSECRET", "timeout_command 1\n",
+	    "did not close its output in 1s", "output kept open by a child");
+	if (load_ok(&c, "host h\nuser me\npassword_command /bin/true\n",
+	    "default timeout") == 0)
+		CHECK(c.timeout[TMO_COMMAND] == 300, "timeout_command 300");
+	conf_free(&c);
+
+	/* Fetched once; a second call keeps it. */
+	script("once", "echo first", path, sizeof(path));
+	if (run_command(&c, path, "", err) == 0) {
+		script("once", "echo second", path, sizeof(path));
+		CHECK(conf_secret(&c, err, ERRLEN) == 0 &&
+		    strcmp(c.password, "first") == 0, "conf_secret runs once");
+	}
+	conf_free(&c);
+	/* Nothing to fetch: inline, password_file, no user at all. */
+	if (load_ok(&c, "host h\nuser me\npassword inline\n", "inline") == 0)
+		CHECK(conf_secret(&c, err, ERRLEN) == 0 &&
+		    strcmp(c.password, "inline") == 0,
+		    "conf_secret keeps an inline password");
+	conf_free(&c);
+	if (load_ok(&c, "host h\n", "no user") == 0)
+		CHECK(conf_secret(&c, err, ERRLEN) == 0 && c.password == NULL,
+		    "conf_secret without user: nothing");
+	conf_free(&c);
+	(void)unlink("x");
+}
+
+static void
+test_password_env(void)
+{
+	struct conf c;
+	char err[ERRLEN];
+
+	expect_error("host h\nuser me\npassword_env 1PW\n",
+	    CONF ":3: password_env \"1PW\" is not an environment variable name "
+	    "(letters, digits and '_', not starting with a digit)",
+	    "name starting with a digit");
+	expect_error("host h\nuser me\npassword_env $PW\n",
+	    CONF ":3: password_env \"$PW\" is not an environment variable name "
+	    "(letters, digits and '_', not starting with a digit)",
+	    "name with '$'");
+
+	(void)setenv("RELAY_TEST_PW", "s3 #cret\n", 1);
+	if (load_ok(&c, "host h\nuser me\npassword_env RELAY_TEST_PW\n",
+	    "password_env") == 0) {
+		CHECK(c.password == NULL && getenv("RELAY_TEST_PW") != NULL,
+		    "password_env: not read by conf_load");
+		CHECK(conf_secret(&c, err, ERRLEN) == 0, "password_env: read%s%s",
+		    err[0] ? ": " : "", err);
+		CHECK_STR(c.password, "s3 #cret", "password_env: value, LF "
+		    "trimmed");
+		CHECK(getenv("RELAY_TEST_PW") == NULL,
+		    "password_env: removed from the environment");
+	}
+	conf_free(&c);
+
+	if (load_ok(&c, "host h\nuser me\npassword_env RELAY_TEST_PW\n",
+	    "password_env, unset") == 0) {
+		CHECK(conf_secret(&c, err, ERRLEN) == -1, "unset: refused");
+		CHECK_STR(err, CONF ": password_env RELAY_TEST_PW: the variable "
+		    "is not set", "unset: message");
+	}
+	conf_free(&c);
+	(void)setenv("RELAY_TEST_PW", "", 1);
+	if (load_ok(&c, "host h\nuser me\npassword_env RELAY_TEST_PW\n",
+	    "password_env, empty") == 0) {
+		CHECK(conf_secret(&c, err, ERRLEN) == -1, "empty: refused");
+		CHECK_STR(err, CONF ": password_env RELAY_TEST_PW: the variable "
+		    "is empty", "empty: message");
+	}
+	conf_free(&c);
+
+	/* A setgid relay: run as root with another effective group. */
+	(void)setenv("RELAY_TEST_PW", "TOPSECRET", 1);
+	if (geteuid() != 0 || setegid(65534) == -1) {
+		printf("ok - password_env when privileged # skip not root\n");
+		return;
+	}
+	if (load_ok(&c, "host h\nuser me\npassword_env RELAY_TEST_PW\n",
+	    "password_env, privileged") == 0) {
+		CHECK(privileged(), "setegid: privileged()");
+		CHECK(conf_secret(&c, err, ERRLEN) == -1 && c.password == NULL,
+		    "privileged: refused");
+		CHECK_STR(err, CONF ": password_env cannot be used by a setgid "
+		    "relay: the environment belongs to the caller; use "
+		    "password_file or password_command", "privileged: message");
+	}
+	conf_free(&c);
+	if (setegid(0) == -1)
+		perror("setegid");
+	(void)unsetenv("RELAY_TEST_PW");
+}
+
+static void
+test_pubkey_pin(void)
+{
+	static const unsigned char want[32] = {
+		0x52, 0xb3, 0x58, 0xf6, 0x02, 0xc2, 0x51, 0x0c,
+		0xeb, 0xf7, 0xd4, 0x20, 0xda, 0xe2, 0xe6, 0x48,
+		0xc8, 0x29, 0x48, 0x0d, 0x00, 0xf3, 0x20, 0xcd,
+		0x61, 0x2f, 0x64, 0x25, 0x89, 0xa1, 0x85, 0xb0
+	};
+#define HEX	"52b358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185b0"
+	static const char *const forms[] = {
+		HEX,
+		"52:B3:58:F6:02:C2:51:0C:EB:F7:D4:20:DA:E2:E6:48:C8:29:48:0D:"
+		    "00:F3:20:CD:61:2F:64:25:89:A1:85:B0",
+		HEX "  -",		/* sha256sum */
+		HEX " *-",		/* sha256sum -b */
+		"SHA2-256(stdin)= " HEX,	/* openssl dgst -sha256, 3.x */
+		"SHA256(stdin)= " HEX,		/* 1.1 */
+		"(stdin)= " HEX,		/* -r or older */
+	};
+	static const char *const bad[] = {
+		HEX "  cert.der", HEX " -x", HEX "-", HEX ":",
+		"52b358f602c2510cebf7d420dae2e648c829480d00f320cd612f642589a185",
+		HEX "00", "sha256sum: -: " HEX,
+	};
+	char text[256];
+	struct conf c;
+	size_t i;
+
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		snprintf(text, sizeof(text), "host h\n"
+		    "tls_pubkey_fingerprint %s\n", forms[i]);
+		if (load_ok(&c, text, forms[i]) == 0)
+			CHECK(c.key_pinned && !c.pinned &&
+			    memcmp(c.key_pin, want, 32) == 0 && !c.verify_chain,
+			    "tls_pubkey_fingerprint form %zu: the right 32 "
+			    "octets, pin only", i);
+		conf_free(&c);
+		/* The same forms give a certificate pin. */
+		snprintf(text, sizeof(text), "host h\ntls_fingerprint %s\n",
+		    forms[i]);
+		if (load_ok(&c, text, forms[i]) == 0)
+			CHECK(c.pinned && !c.key_pinned &&
+			    memcmp(c.pin, want, 32) == 0,
+			    "tls_fingerprint form %zu", i);
+		conf_free(&c);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "host h\n"
+		    "tls_pubkey_fingerprint %s\n", bad[i]);
+		expect_error(text, CONF ":2: tls_pubkey_fingerprint must be the "
+		    "SHA-256 of the server's public key (its SubjectPublicKeyInfo "
+		    "in DER): 64 hex digits, colons allowed", bad[i]);
+	}
+	/* Both pins: tls.c wants both to match. */
+	if (load_ok(&c, "host h\ntls_fingerprint " HEX "\n"
+	    "tls_pubkey_fingerprint " PIN "\n", "both pins") == 0)
+		CHECK(c.pinned && c.key_pinned && !c.verify_chain &&
+		    memcmp(c.pin, want, 32) == 0 && c.key_pin[0] == 0x01 &&
+		    c.key_pin[31] == 0xef, "both pins kept, pin only");
+	conf_free(&c);
+	expect_error("host h\ntls none\ntls_pubkey_fingerprint " HEX "\n",
+	    CONF ":3: tls_pubkey_fingerprint needs TLS, but tls is none",
+	    "tls_pubkey_fingerprint with tls none");
+	if (load_ok(&c, "host 192.0.2.1\ntls_pubkey_fingerprint " HEX "\n",
+	    "IP address with a key pin") == 0)
+		CHECK(!c.verify_chain, "IP address, key pin: pin only");
+	conf_free(&c);
+}
+
+static void
+test_tls_verify(void)
+{
+	static const struct {
+		const char	*text;
+		int		 chain;
+	} ok[] = {
+		{ "host h\n", 1 },
+		{ "host h\ntls_fingerprint " HEX "\n", 0 },
+		{ "host h\ntls_fingerprint " HEX "\ntls_verify pin\n", 0 },
+		{ "host h\ntls_fingerprint " HEX "\ntls_verify both\n", 1 },
+		{ "host h\ntls_verify both\ntls_pubkey_fingerprint " HEX "\n",
+		    1 },
+		{ "host h\ntls_pubkey_fingerprint " HEX "\ntls_verify pin\n",
+		    0 },
+	};
+	struct conf c;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (load_ok(&c, ok[i].text, "tls_verify case") == 0)
+			CHECK(c.verify_chain == ok[i].chain,
+			    "tls_verify case %zu: verify_chain %d", i,
+			    ok[i].chain);
+		conf_free(&c);
+	}
+	expect_error("host h\ntls_verify pin\n",
+	    CONF ":2: tls_verify pin needs tls_fingerprint or "
+	    "tls_pubkey_fingerprint", "tls_verify pin without a pin");
+	expect_error("host h\ntls_verify both\n",
+	    CONF ":2: tls_verify both needs tls_fingerprint or "
+	    "tls_pubkey_fingerprint (without a pin, the chain and host name "
+	    "are always checked)", "tls_verify both without a pin");
+	expect_error("host h\ntls_verify none\n",
+	    CONF ":2: tls_verify \"none\" is not one of pin, both",
+	    "tls_verify none");
+	expect_error("host h\ntls none\ntls_verify pin\n",
+	    CONF ":3: tls_verify needs TLS, but tls is none",
+	    "tls_verify with tls none");
+	expect_error("host 192.0.2.1\ntls_fingerprint " HEX "\n"
+	    "tls_verify both\n", CONF ": host 192.0.2.1 is an IP address: "
+	    "relay can verify a certificate only against a host name, and "
+	    "tls_verify both asks for that", "IP address and tls_verify both");
+}
+
+static void
+test_client_cert(void)
+{
+	struct conf c;
+
+	write_file("key.pem", "key\n", 4, 0600);
+	if (load_ok(&c, "host h\ntls_client_cert /etc/cert.pem\n"
+	    "tls_client_key key.pem\n", "client certificate") == 0) {
+		CHECK_STR(c.client_cert, "/etc/cert.pem", "client_cert path");
+		CHECK_STR(c.client_key, "key.pem", "client_key path");
+	}
+	conf_free(&c);
+	if (load_ok(&c, "host h\n", "no client certificate") == 0)
+		CHECK(c.client_cert == NULL && c.client_key == NULL,
+		    "no client certificate by default");
+	conf_free(&c);
+	write_file("key.pem", "key\n", 4, 0640);
+	if (load_ok(&c, "host h\ntls_client_cert c.pem\n"
+	    "tls_client_key key.pem\n", "client key 0640") == 0)
+		CHECK_STR(c.client_key, "key.pem", "group-readable key");
+	conf_free(&c);
+	write_file("key.pem", "key\n", 4, 0644);
+	expect_error("host h\ntls_client_cert c.pem\ntls_client_key key.pem\n",
+	    CONF ":3: tls_client_key key.pem is readable by others (mode "
+	    "0644): chmod o-rwx key.pem", "client key 0644");
+	expect_error("host h\ntls_client_cert c.pem\n"
+	    "tls_client_key nokey.pem\n",
+	    CONF ":3: tls_client_key nokey.pem: No such file or directory",
+	    "client key missing");
+	expect_error("host h\ntls_client_cert c.pem\ntls_client_key .\n",
+	    CONF ":3: tls_client_key .: not a regular file",
+	    "client key a directory");
+	write_file("key.pem", "key\n", 4, 0600);
+	expect_error("host h\ntls_client_cert c.pem\n",
+	    CONF ":2: tls_client_cert is set but tls_client_key is not",
+	    "cert without key");
+	expect_error("host h\n\ntls_client_key key.pem\n",
+	    CONF ":3: tls_client_key is set but tls_client_cert is not",
+	    "key without cert");
+	expect_error("host h\ntls none\ntls_client_cert c.pem\n"
+	    "tls_client_key key.pem\n",
+	    CONF ":3: tls_client_cert needs TLS, but tls is none",
+	    "client certificate with tls none");
+	(void)unlink("key.pem");
+}
+
+#define SIZE_MSG	"is not a size (a number of octets with an optional " \
+			"unit k, M or G, as in 10M; 0 for no limit)"
+
+static void
+test_limits(void)
+{
+	static const struct {
+		const char	*value;
+		long long	 size;
+	} sizes[] = {
+		{ "0", 0 }, { "1", 1 }, { "1000", 1000 }, { "10k", 10240 },
+		{ "10K", 10240 }, { "2M", 2097152 }, { "2m", 2097152 },
+		{ "1G", 1073741824 }, { "35882M", 35882LL << 20 },
+	};
+	static const char *const bad_sizes[] = {
+		"10x", "k", "-1", "1.5M", "10 M", "M10", "10MB",
+		"99999999999999999999", "9999999999999G",
+	};
+	char text[128], want[256];
+	struct conf c;
+	size_t i;
+
+	if (load_ok(&c, "host h\n", "limits: defaults") == 0)
+		CHECK(c.max_size == 0 && c.max_rcpts == 1000,
+		    "default max_size 0 (none), max_recipients 1000");
+	conf_free(&c);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(text, sizeof(text), "host h\nmax_size %s\n",
+		    sizes[i].value);
+		if (load_ok(&c, text, sizes[i].value) == 0)
+			CHECK((long long)c.max_size == sizes[i].size,
+			    "max_size %s is %lld", sizes[i].value,
+			    sizes[i].size);
+		conf_free(&c);
+	}
+	for (i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+		snprintf(text, sizeof(text), "host h\nmax_size %s\n",
+		    bad_sizes[i]);
+		snprintf(want, sizeof(want), CONF ":2: max_size \"%s\" "
+		    SIZE_MSG, bad_sizes[i]);
+		expect_error(text, want, bad_sizes[i]);
+	}
+	if (load_ok(&c, "host h\nmax_recipients 5\n", "max_recipients 5") == 0)
+		CHECK(c.max_rcpts == 5, "max_recipients 5");
+	conf_free(&c);
+	if (load_ok(&c, "host h\nmax_recipients 100000\n",
+	    "max_recipients 100000") == 0)
+		CHECK(c.max_rcpts == 100000, "max_recipients 100000");
+	conf_free(&c);
+	expect_error("host h\nmax_recipients 0\n",
+	    CONF ":2: max_recipients \"0\" is too small (expected 1-100000)",
+	    "max_recipients 0");
+	expect_error("host h\nmax_recipients 100001\n",
+	    CONF ":2: max_recipients \"100001\" is too large (expected "
+	    "1-100000)", "max_recipients 100001");
+	expect_error("host h\nmax_recipient 10\n",
+	    CONF ":2: unknown keyword \"max_recipient\" (did you mean "
+	    "\"max_recipients\"?)", "max_recipient hint");
+}
+
+/* Empty the test directory (the scripts test_password_command wrote). */
+static void
+remove_all(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if ((d = opendir(".")) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			(void)unlink(e->d_name);
+	(void)closedir(d);
 }
 
 int
@@ -797,7 +1427,15 @@ main(void)
 	test_fingerprint();
 	test_hints();
 	test_files();
-	(void)unlink(CONF);
+	test_secret_exclusive();
+	test_password_file_limits();
+	test_password_command();
+	test_password_env();
+	test_pubkey_pin();
+	test_tls_verify();
+	test_client_cert();
+	test_limits();
+	remove_all();
 	if (chdir("/") == -1 || rmdir(tmpdir) == -1)
 		perror(tmpdir);
 	UNIT_END();

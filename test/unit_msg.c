@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
@@ -1896,6 +1897,278 @@ test_load(void)
 	test_load_limits();
 }
 
+/* A To: field of n distinct addresses, "Subject", and a body line. */
+static char *
+many_rcpts(size_t n, size_t *len)
+{
+	char *text, *p;
+	size_t i;
+
+	if ((text = malloc(n * 24 + 64)) == NULL)
+		exit(2);
+	memcpy(text, "To: ", 4);
+	p = text + 4;
+	for (i = 0; i < n; i++)
+		p += snprintf(p, 24, "%su%zu@example.com", i ? ", " : "", i);
+	p += snprintf(p, 64, "\nSubject: many\n\nbody\n");
+	*len = (size_t)(p - text);
+	return text;
+}
+
+static void
+test_max_recipients(void)
+{
+	static char *three[] = { "a@example.com", "b@example.com",
+	    "c@example.com" };
+	static char *four[] = { "a@example.com", "b@example.com",
+	    "c@example.com", "d@example.com" };
+	static char *dups[] = { "a@example.com, a@example.com",
+	    "b@example.com", "A@example.com", "b@example.com" };
+	static char *alias[] = { "ops", "root" };
+	static const char msg[] = "Subject: x\n\nbody\n";
+	struct timespec t0, t1;
+	struct result r;
+	struct msgopts o;
+	struct conf c;
+	char *text;
+	size_t len;
+	double secs;
+
+	conf_make(&c, "me@example.com", NULL, al_basic, N(al_basic));
+	c.max_rcpts = 3;
+	opts_make(&o, 0, 0, three, 3);
+	run(&r, "3 recipients, max 3", S(msg), &o, &c);
+	CHECK(r.ex == EX_OK && r.msg.nrcpts == 3, "3 recipients, max 3: taken");
+	result_free(&r);
+	opts_make(&o, 0, 0, four, 4);
+	run(&r, "4 recipients, max 3", S(msg), &o, &c);
+	CHECK(r.ex == EX_DATAERR, "4 recipients, max 3: EX_DATAERR (%d)", r.ex);
+	CHECK_STR(r.err, "at least 4 recipients; max_recipients is 3",
+	    "4 recipients, max 3: message");
+	result_free(&r);
+	/* The same address twice is one recipient; case matters (local). */
+	opts_make(&o, 0, 0, dups, 4);
+	run(&r, "duplicates", S(msg), &o, &c);
+	CHECK(r.ex == EX_OK && r.msg.nrcpts == 3,
+	    "duplicates count once: %zu recipients", r.msg.nrcpts);
+	result_free(&r);
+	/* Alias targets count: ops is two, root one. */
+	c.max_rcpts = 2;
+	opts_make(&o, 0, 0, alias, 2);
+	run(&r, "alias targets", S(msg), &o, &c);
+	CHECK(r.ex == EX_DATAERR && strcmp(r.err, "at least 3 recipients; "
+	    "max_recipients is 2") == 0, "alias targets count: %s", r.err);
+	result_free(&r);
+
+	/* -t: the header's recipients; 1000 taken, 1001 refused. */
+	c.max_rcpts = 1000;
+	opts_make(&o, 1, 0, NULL, 0);
+	text = many_rcpts(1000, &len);
+	run(&r, "1000 in To:", text, len, &o, &c);
+	CHECK(r.ex == EX_OK && r.msg.nrcpts == 1000, "1000 in To: taken");
+	result_free(&r);
+	free(text);
+	text = many_rcpts(1001, &len);
+	run(&r, "1001 in To:", text, len, &o, &c);
+	CHECK(r.ex == EX_DATAERR && strcmp(r.err, "at least 1001 recipients; "
+	    "max_recipients is 1000") == 0, "1001 in To: refused: %s", r.err);
+	result_free(&r);
+	free(text);
+	/* 0 (a struct conf not from conf_load): no limit. */
+	c.max_rcpts = 0;
+	text = many_rcpts(1500, &len);
+	run(&r, "no limit", text, len, &o, &c);
+	CHECK(r.ex == EX_OK && r.msg.nrcpts == 1500, "max_rcpts 0: no limit");
+	result_free(&r);
+	free(text);
+
+	/* 40000 addresses (700 KB): refused at once, not after n * n. */
+	c.max_rcpts = 1000;
+	text = many_rcpts(40000, &len);
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	run(&r, "40000 in To:", text, len, &o, &c);
+	(void)clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CHECK(r.ex == EX_DATAERR && strstr(r.err, "max_recipients is 1000"),
+	    "40000 in To: refused: %s", r.err);
+	CHECK(secs < 5, "40000 in To: refused in %.2fs", secs);
+	result_free(&r);
+	free(text);
+}
+
+static void
+test_max_size(void)
+{
+	static char *to[] = { "a@example.com" };
+	/* Nothing to add: the size is the input's, CRLF counted. */
+	static const char head[] = "From: me@example.com\n"
+	    "Date: Mon, 02 Nov 2026 10:00:00 +0000\n"
+	    "Message-ID: <1@example.com>\nSubject: size\n\n";
+	char want[ERRLEN], *big;
+	struct result r;
+	struct msgopts o;
+	struct conf c;
+	off_t exact, pos;
+	size_t n = 4 * 1024 * 1024, hlen = sizeof(head) - 1;
+	int fd;
+
+	conf_make(&c, "me@example.com", NULL, NULL, 0);
+	opts_make(&o, 0, 0, to, 1);
+	if ((big = malloc(n)) == NULL)
+		exit(2);
+	memcpy(big, head, hlen);
+	memset(big + hlen, 'x', 5000);
+	memcpy(big + hlen + 5000, "\n", 1);
+	run(&r, "max_size 0", big, hlen + 5001, &o, &c);
+	CHECK(r.ex == EX_OK, "max_size 0: no limit");
+	exact = r.msg.size;
+	result_free(&r);
+	c.max_size = exact;
+	run(&r, "max_size the message's size", big, hlen + 5001, &o, &c);
+	CHECK(r.ex == EX_OK && r.msg.size == exact,
+	    "a message of max_size octets is taken (%lld)", (long long)exact);
+	result_free(&r);
+	c.max_size = exact - 1;
+	run(&r, "max_size one less", big, hlen + 5001, &o, &c);
+	snprintf(want, sizeof(want), "message larger than max_size (%lld "
+	    "octets)", (long long)exact - 1);
+	CHECK(r.ex == EX_DATAERR, "one octet over: EX_DATAERR (%d)", r.ex);
+	CHECK(strncmp(r.err, want, strlen(want)) == 0, "one octet over: %s",
+	    r.err);
+	result_free(&r);
+
+	/* Fields relay adds count: a message it must complete. */
+	c.max_size = 100;
+	run(&r, "completed", "Subject: x\n\nshort\n", 18, &o, &c);
+	CHECK(r.ex == EX_DATAERR && strncmp(r.err, "message larger than "
+	    "max_size (100 octets) once made ready to send (", 48) == 0,
+	    "added fields count: %s", r.err);
+	result_free(&r);
+
+	/* 4 MiB, max 64 KiB: refused having read little of it. */
+	memset(big + hlen, 'x', n - hlen);
+	big[n - 1] = '\n';
+	c.max_size = 65536;
+	fd = input_file(big, n);
+	memset(&r, 0, sizeof(r));
+	r.ex = msg_read(&r.msg, fd, &o, &c, r.err, sizeof(r.err));
+	pos = lseek(fd, 0, SEEK_CUR);
+	CHECK(r.ex == EX_DATAERR && strcmp(r.err, "message larger than "
+	    "max_size (65536 octets)") == 0, "4 MiB, max 64k: %s", r.err);
+	CHECK(pos > 0 && pos <= 3 * 65536, "stopped reading at %lld octets",
+	    (long long)pos);
+	(void)close(fd);
+	result_free(&r);
+	/* Also with the whole message in one header line. */
+	memcpy(big, "X-Long: ", 8);
+	fd = input_file(big, n);
+	memset(&r, 0, sizeof(r));
+	r.ex = msg_read(&r.msg, fd, &o, &c, r.err, sizeof(r.err));
+	CHECK(r.ex == EX_DATAERR && strcmp(r.err, "message larger than "
+	    "max_size (65536 octets)") == 0, "a long header line: %s", r.err);
+	(void)close(fd);
+	result_free(&r);
+	free(big);
+}
+
+/* `count` copies of line, then a Subject and a body of bodylen 'x'. */
+static char *
+repeated(const char *line, size_t count, size_t bodylen, size_t *len)
+{
+	size_t n = strlen(line), i;
+	char *text, *p;
+
+	if ((p = text = malloc(n * count + bodylen + 64)) == NULL)
+		exit(2);
+	for (i = 0; i < count; i++, p += n)
+		memcpy(p, line, n);
+	memcpy(p, "Subject: x\n\n", 12);
+	p += 12;
+	memset(p, 'x', bodylen);
+	p += bodylen;
+	*p++ = '\n';
+	*len = (size_t)(p - text);
+	return text;
+}
+
+/*
+ * Fields of a big header block starting with name: hdr_count() calls
+ * strstr() once a line, which ASan makes scan the rest of the block.
+ */
+static size_t
+fields_named(const struct result *r, const char *name)
+{
+	size_t i, n = 0, len = strlen(name);
+	const char *p = r->hdrs;
+
+	for (i = 0; p != NULL && p[i] != '\0'; i++)
+		if (p[i] == '\n' && strncasecmp(p + i + 1, name, len) == 0)
+			n++;
+	return n;
+}
+
+static double
+seconds(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	    (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * A 1 MiB header block of tiny fields or folds must take time in
+ * proportion: removing, merging or growing them one by one took minutes.
+ */
+static void
+test_many_fields(void)
+{
+	static char *to[] = { "a@example.com" };
+	struct timespec t0;
+	struct result r;
+	struct msgopts o;
+	struct conf c;
+	char *text;
+	size_t len;
+	double secs;
+
+	conf_make(&c, "me@example.com", NULL, NULL, 0);
+	opts_make(&o, 0, 0, to, 1);
+	text = repeated("Bcc:\n", 170000, 4, &len);
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	run(&r, "170000 Bcc", text, len, &o, &c);
+	secs = seconds(&t0);
+	CHECK(r.ex == EX_OK && hdr_count(&r, "Bcc:") == 0 &&
+	    hdr_count(&r, "Subject:") == 1, "170000 Bcc: fields removed");
+	CHECK(secs < 10, "170000 Bcc: in %.2fs", secs);
+	result_free(&r);
+	free(text);
+
+	text = repeated("Content-Transfer-Encoding: 8bit\n", 30000, 2000, &len);
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	run(&r, "30000 CTE", text, len, &o, &c);
+	secs = seconds(&t0);
+	CHECK(r.ex == EX_OK && hdr_count(&r, "Content-Transfer-Encoding:") == 1 &&
+	    hdr_has(&r, "Content-Transfer-Encoding: quoted-printable"),
+	    "30000 CTE fields: one, quoted-printable");
+	CHECK(secs < 10, "30000 CTE: in %.2fs", secs);
+	result_free(&r);
+	free(text);
+
+	text = repeated(" b\n", 260000, 4, &len);
+	memcpy(text, "X:", 2);
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	run(&r, "260000 folds", text, len, &o, &c);
+	secs = seconds(&t0);
+	CHECK(r.ex == EX_OK && fields_named(&r, "X:") == 1 &&
+	    r.msg.size > 1000000, "260000 folds: one field");
+	CHECK(secs < 10, "260000 folds: in %.2fs", secs);
+	result_free(&r);
+	free(text);
+}
+
 int
 main(void)
 {
@@ -1921,5 +2194,8 @@ main(void)
 	test_load();
 	test_write_errors();
 	test_rewritten_cap();
+	test_max_recipients();
+	test_max_size();
+	test_many_fields();
 	UNIT_END();
 }

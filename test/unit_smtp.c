@@ -1,6 +1,19 @@
-/* Unit tests for the SMTP reply parser and the shared helpers. */
+/*
+ * Unit tests for the SMTP reply parser and the shared helpers, and for
+ * the limits on what a server may send, against canned servers.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
 
 #include "relay.h"
 #include "unit.h"
@@ -135,6 +148,154 @@ test_base64(void)
 	CHECK(b64_encode(out, 0, "", 0) == -1, "zero-sized buffer refused");
 }
 
+static void
+test_reply_lines(void)
+{
+	int i, rv = 0;
+
+	reply_init(&r);
+	for (i = 0; i < 999 && rv == 0; i++)
+		rv = reply_feed(&r, "250-x", 5, err, sizeof err);
+	rv = rv == 0 ? reply_feed(&r, "250 x", 5, err, sizeof err) : -1;
+	CHECK(rv == 1 && r.lines == 1000, "a reply of 1000 lines is taken");
+	reply_init(&r);
+	for (i = 0, rv = 0; i < 5000 && rv == 0; i++)
+		rv = reply_feed(&r, "250-", 4, err, sizeof err);
+	CHECK(rv == -1 && i == 1001, "line 1001 is refused (at %d)", i);
+	CHECK_STR(err, "reply of more than 1000 lines",
+	    "1001 lines: message");
+}
+
+/*
+ * A server on 127.0.0.1 that sends canned bytes, whatever it is told,
+ * then reads until the client goes.  Returns its pid; *port is set.
+ */
+static pid_t
+canned_server(const char *bytes, size_t len, int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof sin;
+	char buf[4096];
+	pid_t pid;
+	int s, c;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((s = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+	    bind(s, (struct sockaddr *)&sin, sizeof sin) == -1 ||
+	    listen(s, 1) == -1 ||
+	    getsockname(s, (struct sockaddr *)&sin, &slen) == -1 ||
+	    (pid = fork()) == -1) {
+		perror("canned_server");
+		exit(2);
+	}
+	if (pid == 0) {
+		alarm(20);
+		if ((c = accept(s, NULL, NULL)) == -1 ||
+		    write_all(c, bytes, len) == -1)
+			_exit(1);
+		while (read(c, buf, sizeof buf) > 0)
+			;
+		_exit(0);
+	}
+	(void)close(s);
+	*port = ntohs(sin.sin_port);
+	return pid;
+}
+
+/*
+ * smtp_open() against the canned bytes: plain, no AUTH.  Returns its
+ * exit code (EX_OK: the session opened and was closed again).
+ */
+static int
+session(const char *bytes, size_t len, char *errbuf, size_t errlen)
+{
+	struct conf c;
+	struct delivery d;
+	struct smtp *s;
+	pid_t pid;
+	int port, ex = EX_OK, status, i;
+
+	pid = canned_server(bytes, len, &port);
+	memset(&c, 0, sizeof c);
+	c.path = "unit.conf";
+	c.host = "127.0.0.1";
+	c.port = port;
+	c.tls = TLS_NONE;
+	c.helo = "client.example.org";
+	for (i = 0; i < TMO_COUNT; i++)
+		c.timeout[i] = 10;
+	errbuf[0] = '\0';
+	if ((s = smtp_open(&c, &d, &ex, errbuf, errlen)) != NULL)
+		smtp_close(s);
+	(void)waitpid(pid, &status, 0);
+	return s != NULL ? EX_OK : ex;
+}
+
+/* Greeting lines and replies to EHLO and QUIT, made to measure. */
+static char *
+canned(size_t greeting_lines, size_t long_line, size_t *len)
+{
+	char *b, *p;
+	size_t i, size = greeting_lines * 8 + long_line + 64;
+
+	if ((p = b = malloc(size)) == NULL)
+		exit(2);
+	for (i = 0; i + 1 < greeting_lines; i++) {
+		memcpy(p, "220-hi\r\n", 8);
+		p += 8;
+	}
+	memcpy(p, "220 ", 4);
+	p += 4;
+	if (long_line > 4) {
+		memset(p, 'x', long_line - 4);
+		p += long_line - 4;
+	}
+	memcpy(p, "\r\n250 ok\r\n221 bye\r\n", 19);
+	*len = (size_t)(p - b) + 19;
+	return b;
+}
+
+static void
+test_session_limits(void)
+{
+	char e[ERRLEN], *b;
+	size_t len;
+	int ex;
+
+	b = canned(1, 0, &len);
+	ex = session(b, len, e, sizeof e);
+	CHECK(ex == EX_OK, "canned session opens: %s", e);
+	free(b);
+	b = canned(1000, 0, &len);
+	ex = session(b, len, e, sizeof e);
+	CHECK(ex == EX_OK, "a greeting of 1000 lines: %s", e);
+	free(b);
+	b = canned(1001, 0, &len);
+	ex = session(b, len, e, sizeof e);
+	CHECK(ex == EX_PROTOCOL && strstr(e, ": reply of more than 1000 "
+	    "lines to the greeting") != NULL, "1001 lines refused (%d): %s",
+	    ex, e);
+	free(b);
+	/* conn_getline: a line of 16382 octets and CRLF fills its buffer. */
+	b = canned(1, 16382, &len);
+	ex = session(b, len, e, sizeof e);
+	CHECK(ex == EX_OK, "a reply line of 16382 octets: %s", e);
+	free(b);
+	b = canned(1, 16383, &len);
+	ex = session(b, len, e, sizeof e);
+	CHECK(ex == EX_TEMPFAIL && strstr(e, "reply line longer than 16382 "
+	    "octets") != NULL, "16383 octets refused (%d): %s", ex, e);
+	free(b);
+	/* 4 MiB without a line end: refused, not buffered. */
+	b = canned(1, 4 << 20, &len);
+	ex = session(b, len - 19, e, sizeof e);
+	CHECK(ex == EX_TEMPFAIL && strstr(e, "reply line longer than 16382 "
+	    "octets") != NULL, "4 MiB line refused (%d): %s", ex, e);
+	free(b);
+}
+
 int
 main(void)
 {
@@ -142,5 +303,7 @@ main(void)
 	test_reply_limits();
 	test_sanitise();
 	test_base64();
+	test_reply_lines();
+	test_session_limits();
 	UNIT_END();
 }

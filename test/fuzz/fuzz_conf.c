@@ -32,10 +32,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		return 0;
 	}
+	/* The secret is there, or conf_secret() will fetch it. */
 	if (c.host == NULL || c.helo == NULL || c.ca_file == NULL ||
 	    c.port < 1 || c.port > 65535 ||
-	    (c.user != NULL) != (c.password != NULL) ||
+	    (c.user != NULL) != (c.password != NULL ||
+	    c.password_command != NULL || c.password_env != NULL) ||
+	    (c.password != NULL) + (c.password_command != NULL) +
+	    (c.password_env != NULL) > 1 ||
 	    (c.tls == TLS_NONE && c.user != NULL))
+		abort();
+	/* A pin, or the chain and name; a client key with its certificate. */
+	if ((!c.pinned && !c.key_pinned && !c.verify_chain) ||
+	    (c.client_cert != NULL) != (c.client_key != NULL) ||
+	    c.max_rcpts < 1 || c.max_size < 0)
 		abort();
 	conf_free(&c);
 	return 0;
