@@ -79,12 +79,31 @@ fuzz:
 
 # The cron.d file and the systemd units go to EXAMPLEDIR with the path of
 # the installed relay, for the administrator to copy (README): nothing is
-# enabled.  An existing queue directory is left alone (its mode or owner
-# may have been changed on purpose).
+# enabled.
+#
+# The setgid model (relay(8), SECURITY): relay root:$(RELAY_GROUP) mode 2755,
+# the queue root:$(RELAY_GROUP) 2770, so that every user can queue mail and
+# none can read it.  Run as root without DESTDIR, install makes the group
+# and sets that up.  With DESTDIR (a package), or as another user, relay
+# is installed 0755 and not setgid, and the queue 0700: chown(8) cannot
+# name a group the target system may not have yet, and a setgid relay of
+# any other group would lend that group's rights to every user.  An
+# existing queue directory is left alone: its mode or owner may have been
+# changed on purpose, and install never opens it up.
+RELAY_GROUP = relay
+
 install: $(PROG)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man8
-	install -m 755 $(PROG) $(DESTDIR)$(SBINDIR)/$(PROG)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		getent group $(RELAY_GROUP) >/dev/null || \
+		    (set -x; groupadd --system $(RELAY_GROUP)) || exit 1; \
+		(set -x; install -o root -g $(RELAY_GROUP) -m 2755 $(PROG) \
+		    $(SBINDIR)/$(PROG)) || exit 1; \
+	else \
+		(set -x; install -m 755 $(PROG) \
+		    $(DESTDIR)$(SBINDIR)/$(PROG)) || exit 1; \
+	fi
 	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/sendmail
 	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/mailq
 	ln -sf $(PROG) $(DESTDIR)$(SBINDIR)/newaliases
@@ -99,7 +118,28 @@ install: $(PROG)
 		    >$(DESTDIR)$(EXAMPLEDIR)/$$f && \
 		chmod 644 $(DESTDIR)$(EXAMPLEDIR)/$$f || exit 1; \
 	done
-	test -d $(DESTDIR)$(QUEUEDIR) || install -d -m 700 $(DESTDIR)$(QUEUEDIR)
+	@q=$(DESTDIR)$(QUEUEDIR); \
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		have=$$(stat -c '%a %U:%G' $$q 2>/dev/null); \
+		if [ "$$have" = "2770 root:$(RELAY_GROUP)" ]; then \
+			:; \
+		elif [ -d $$q ]; then \
+			echo "install: $$q exists, left as it is ($$have;" \
+			    "the setgid model wants 2770 root:$(RELAY_GROUP))"; \
+		else \
+			(set -x; install -d -o root -g $(RELAY_GROUP) -m 2770 \
+			    $$q) || exit 1; \
+		fi; \
+		echo "install: relay is setgid $(RELAY_GROUP): make" \
+		    "/etc/relay.conf (and a password_file) root:$(RELAY_GROUP)" \
+		    "mode 0640; see SECURITY in relay(8)"; \
+	else \
+		[ -d $$q ] || (set -x; install -d -m 700 $$q) || exit 1; \
+		echo "install: DESTDIR set or not root: relay installed" \
+		    "0755, not setgid; for the setgid model make it" \
+		    "root:$(RELAY_GROUP) 2755 and $(QUEUEDIR) root:$(RELAY_GROUP)" \
+		    "2770 (SECURITY in relay(8))"; \
+	fi
 
 # A self-contained demonstration: a cron mail through ./relay to a local
 # test smarthost (test/demo.sh).  Not part of check.

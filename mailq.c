@@ -1,6 +1,7 @@
 /*
  * mailq, relay -bp: what waits in the queue and why, and what was given
- * up on.  Read only: no locks are taken, so a flush is never held up.
+ * up on; a user other than root sees only their own entries.  Read only:
+ * no locks are taken, so a flush is never held up.
  */
 #include <sys/types.h>
 
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sysexits.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "relay.h"
 
@@ -105,9 +107,14 @@ list_entry(const struct qentry *e, time_t now)
 	}
 }
 
-/* Every entry of queue/ or failed/; returns how many could not be read. */
+/*
+ * Every entry of queue/ or failed/ that the caller may see (root: all,
+ * anyone else: their own, by the uid in the envelope; *hidden counts the
+ * others); returns how many could not be read.
+ */
 static size_t
-list_dir(struct queue *q, int failed, size_t *count, long long *octets)
+list_dir(struct queue *q, int failed, size_t *count, long long *octets,
+    size_t *hidden)
 {
 	struct qentry e;
 	char **ids, err[ERRLEN];
@@ -122,6 +129,11 @@ list_dir(struct queue *q, int failed, size_t *count, long long *octets)
 	for (i = 0; i < n; i++) {
 		switch (queue_peek(q, failed, ids[i], &e, err, sizeof(err))) {
 		case 0:
+			if (getuid() != 0 && e.uid != getuid()) {
+				(*hidden)++;
+				qentry_free(&e);
+				break;
+			}
 			if (failed && *count == 0)
 				printf("failed (kept in %s/failed):\n",
 				    q->dir);
@@ -146,7 +158,7 @@ mailq(const struct conf *conf)
 {
 	struct queue q;
 	char err[ERRLEN];
-	size_t queued, failed, bad;
+	size_t queued, failed, bad, hidden = 0;
 	long long octets = 0, failed_octets = 0;
 	int ex;
 
@@ -159,14 +171,18 @@ mailq(const struct conf *conf)
 		warnx("%s", err);
 		return ex;
 	}
-	bad = list_dir(&q, 0, &queued, &octets);
-	bad += list_dir(&q, 1, &failed, &failed_octets);
-	if (queued == 0 && failed == 0 && bad == 0)
+	bad = list_dir(&q, 0, &queued, &octets, &hidden);
+	bad += list_dir(&q, 1, &failed, &failed_octets, &hidden);
+	if (queued == 0 && failed == 0 && bad == 0 && hidden == 0)
 		printf("Mail queue is empty\n");
 	else
 		printf("-- %zu message%s queued (%lld octets); %zu in %s/failed"
 		    "\n", queued, queued == 1 ? "" : "s", octets, failed,
 		    q.dir);
+	/* Mail of other users is theirs; that there is some is not. */
+	if (hidden > 0)
+		printf("-- %zu entr%s of other users not shown (root sees "
+		    "every entry)\n", hidden, hidden == 1 ? "y" : "ies");
 	queue_close(&q);
 	/* Listed all the same; the status says something is wrong. */
 	return bad > 0 ? EX_DATAERR : EX_OK;

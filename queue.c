@@ -407,6 +407,23 @@ qentry_free(struct qentry *e)
 
 /* ---- files ------------------------------------------------------------ */
 
+/*
+ * The mode for something new in directory parentfd: mode, less the group
+ * bits unless the parent grants its group everything.  So a queue shared
+ * by a group (root:relay 2770, relay(8) SECURITY) keeps each entry usable
+ * by every relay process, whoever's submission made it, while a queue of
+ * one user (0700) stays that user's alone.  The umask applies as well.
+ */
+static mode_t
+like_parent(int parentfd, mode_t mode)
+{
+	struct stat st;
+
+	if (fstat(parentfd, &st) == -1 || (st.st_mode & S_IRWXG) != S_IRWXG)
+		return mode & ~(mode_t)S_IRWXG;
+	return mode;
+}
+
 /* name in dfd, written whole and fsync'd; removed again on failure. */
 static int
 write_envelope(int dfd, const char *name, const struct qentry *e)
@@ -417,7 +434,7 @@ write_envelope(int dfd, const char *name, const struct qentry *e)
 	if ((text = qentry_format(e)) == NULL)
 		return -1;
 	if ((fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
-	    O_NOFOLLOW, 0600)) == -1) {
+	    O_NOFOLLOW, like_parent(dfd, 0660))) == -1) {
 		free(text);
 		return -1;
 	}
@@ -501,6 +518,7 @@ queue_open(struct queue *q, const char *dir, char *err, size_t errlen)
 	q->fd = q->tmpfd = q->queuefd = q->failedfd = -1;
 	if ((q->dir = strdup(dir)) == NULL)
 		return qerr(err, errlen, EX_OSERR, "%s", strerror(errno));
+	/* Made here, it is its user's alone; make install makes a group's. */
 	if ((mkdir(dir, 0700) == -1 && errno != EEXIST) ||
 	    (q->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		(void)qerr(err, errlen, errno_exit(errno), "%s: %s", dir,
@@ -508,8 +526,8 @@ queue_open(struct queue *q, const char *dir, char *err, size_t errlen)
 		goto fail;
 	}
 	for (i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-		if ((mkdirat(q->fd, subdirs[i], 0700) == -1 &&
-		    errno != EEXIST) ||
+		if ((mkdirat(q->fd, subdirs[i], like_parent(q->fd, 0770)) ==
+		    -1 && errno != EEXIST) ||
 		    (*fds[i] = openat(q->fd, subdirs[i], O_RDONLY |
 		    O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 			(void)syserr(q, subdirs[i], NULL, err, errlen);
@@ -581,7 +599,8 @@ new_entry_dir(struct queue *q, const char *want, char *id, size_t idlen)
 			queue_new_id(id, idlen);
 		if (taken(q, id)) {
 			saved = EEXIST;
-		} else if (mkdirat(q->tmpfd, id, 0700) == 0)
+		} else if (mkdirat(q->tmpfd, id, like_parent(q->tmpfd, 0770)) ==
+		    0)
 			return 0;
 		else
 			saved = errno;
@@ -622,7 +641,7 @@ build_entry(struct queue *q, int dfd, const struct msg *m, struct qentry *e)
 	int fd;
 
 	if ((fd = openat(dfd, "message", O_RDWR | O_CREAT | O_EXCL |
-	    O_CLOEXEC | O_NOFOLLOW, 0600)) == -1)
+	    O_CLOEXEC | O_NOFOLLOW, like_parent(dfd, 0660))) == -1)
 		return -1;
 	e->msgfd = fd;
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || msg_write(m, fd) == -1 ||
@@ -725,7 +744,8 @@ queue_add_failed(struct queue *q, const char *id, int srcfd,
 	e.reason = (char *)why;
 	if ((dfd = openat(q->tmpfd, e.id, O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC)) == -1 || (fd = openat(dfd, "message", O_WRONLY |
-	    O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1 ||
+	    O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	    like_parent(dfd, 0660))) == -1 ||
 	    (srcfd != -1 && copy_file(srcfd, fd) == -1) || fsync(fd) == -1 ||
 	    write_envelope(dfd, "envelope", &e) == -1 || fsync(dfd) == -1 ||
 	    renameat(q->tmpfd, e.id, q->failedfd, e.id) == -1 ||

@@ -4,13 +4,22 @@
  * "relay -q", deliver what waits in the queue; or, as mailq, list it.
  * The exit status tells the caller the truth (sysexits(3)).
  */
+#define _GNU_SOURCE		/* setresgid(2), getresgid(2) on glibc */
+#include <sys/resource.h>
+#include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
 #include <err.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <paths.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sysexits.h>
 #include <syslog.h>
 #include <time.h>
@@ -224,6 +233,136 @@ fix_std_fds(void)
 	close(fd);
 }
 
+/*
+ * Set when -C or RELAY_CONF made a setgid relay give up its group, to
+ * say so when a file of that group is then out of reach.
+ */
+static int gave_up;
+static gid_t lost_gid;
+
+/*
+ * First of all: the process will hold the smarthost's password and,
+ * installed setgid (relay(8), SECURITY), rights its caller lacks.  No
+ * core file may keep the one, and the caller may not trace or read the
+ * other out of /proc: the kernel already makes a setgid process
+ * undumpable, this makes it so whatever the sysctls say.
+ */
+static void
+harden(void)
+{
+	struct rlimit rl;
+
+	rl.rlim_cur = rl.rlim_max = 0;
+	if (setrlimit(RLIMIT_CORE, &rl) == -1)
+		err(EX_OSERR, "setrlimit RLIMIT_CORE");
+#ifdef __linux__
+	if (privileged() && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		err(EX_OSERR, "prctl PR_SET_DUMPABLE");
+#endif
+}
+
+/*
+ * For good, saved ids included: nothing read from here on may get the
+ * group's rights back.
+ */
+static void
+give_up_rights(void)
+{
+	uid_t uid = getuid(), ruid, euid, suid;
+	gid_t gid = getgid(), rgid, egid, sgid;
+
+	lost_gid = getegid();
+	if (setresgid(gid, gid, gid) == -1 || setresuid(uid, uid, uid) == -1)
+		err(EX_OSERR, "cannot give up the rights of a setgid relay");
+	if (getresgid(&rgid, &egid, &sgid) == -1 ||
+	    getresuid(&ruid, &euid, &suid) == -1)
+		err(EX_OSERR, "getresgid");
+	if (rgid != gid || egid != gid || sgid != gid || ruid != uid ||
+	    euid != uid || suid != uid || privileged())
+		errx(EX_OSERR, "still holds the rights of a setgid relay");
+	gave_up = 1;
+}
+
+/*
+ * The configuration file: -C, else $RELAY_CONF, else the default.  A
+ * file named by the caller is the caller's choice: a setgid relay opens
+ * it with the caller's rights only, or any file of the group would be
+ * shown, an error message at a time, to whoever asks.  Root can read
+ * every file anyway, and naming the default changes nothing.
+ */
+static const char *
+config_path(const char *given)
+{
+	if (given == NULL)
+		given = getenv("RELAY_CONF");
+	if (given == NULL || *given == '\0' ||
+	    strcmp(given, RELAY_CONF_DEFAULT) == 0)
+		return RELAY_CONF_DEFAULT;
+	if (privileged() && getuid() != 0)
+		give_up_rights();
+	return given;
+}
+
+extern char **environ;
+
+/*
+ * A setgid relay trusts nothing its caller set: not TMPDIR (files made
+ * with the group's rights where the caller says), nor what a
+ * password_command would inherit.  It keeps a PATH of its own.
+ */
+static void
+clean_environment(void)
+{
+	static char path[] = "PATH=" _PATH_STDPATH;
+	static char *clean[] = { path, NULL };
+
+	environ = clean;
+}
+
+/*
+ * After "PATH: Permission denied" on the queue (want W_OK | X_OK) or on
+ * a configuration the caller did not choose (R_OK): the usual reasons,
+ * in parentheses, for the end of the error line; "" when it is none of
+ * them.
+ */
+static const char *
+rights_hint(const char *path, int want, char *buf, size_t size)
+{
+	struct stat st;
+	struct group *gr;
+	mode_t need = 0;
+	char name[64];
+
+	buf[0] = '\0';
+	if (privileged() || stat(path, &st) == -1 ||
+	    access(path, want) == 0 || errno != EACCES ||
+	    st.st_uid == getuid())
+		return buf;
+	need |= (want & R_OK) ? S_IRGRP : 0;
+	need |= (want & W_OK) ? S_IWGRP : 0;
+	need |= (want & X_OK) ? S_IXGRP : 0;
+	/* Refused although the group may: we are not in the group. */
+	if ((st.st_mode & need) == need) {
+		if ((gr = getgrgid(st.st_gid)) != NULL)
+			strlcpy(name, gr->gr_name, sizeof(name));
+		else
+			snprintf(name, sizeof(name), "%lu",
+			    (unsigned long)st.st_gid);
+		if (gave_up && st.st_gid == lost_gid)
+			snprintf(buf, size, " (-C and RELAY_CONF give up the "
+			    "rights of group %s; see SECURITY in relay(8))",
+			    name);
+		else if (!gave_up)
+			snprintf(buf, size, " (relay is not running setgid "
+			    "%s: not installed so, a nosuid mount, or "
+			    "no_new_privs; see SECURITY in relay(8))", name);
+	} else if (!gave_up && (st.st_mode & S_IRWXG) == 0)
+		snprintf(buf, size, " (it is uid %lu's alone: run relay as "
+		    "that user; see SECURITY in relay(8))",
+		    (unsigned long)st.st_uid);
+	return buf;
+}
+
 static const char *
 status_word(int ex)
 {
@@ -294,14 +433,15 @@ send_queued(const struct conf *conf, struct msg *m)
 	struct queue q;
 	struct qentry e;
 	struct run r;
-	char err[ERRLEN];
+	char err[ERRLEN], hint[256];
 	int ex;
 
 	if ((ex = queue_open(&q, conf->queue, err, sizeof err)) == EX_OK &&
 	    (ex = queue_add(&q, m, "stdin", &e, err, sizeof err)) != EX_OK)
 		queue_close(&q);
 	if (ex != EX_OK) {
-		warnx("cannot queue the message: %s", err);
+		warnx("cannot queue the message: %s%s", err,
+		    rights_hint(conf->queue, W_OK | X_OK, hint, sizeof hint));
 		log_line(conf, 0, "from=<%s> size=%lld status=failed uid=%lu "
 		    "error=cannot queue the message: %s", m->sender,
 		    (long long)m->size, (unsigned long)getuid(), err);
@@ -340,19 +480,63 @@ send_message(const struct args *a, const struct conf *conf)
 	return ex;
 }
 
+/* Is entry id the caller's (the uid in its envelope)? */
+static int
+callers(struct queue *q, const char *id)
+{
+	struct qentry e;
+	char err[ERRLEN];
+	int mine;
+
+	if (queue_peek(q, 0, id, &e, err, sizeof err) != 0)
+		return 0;
+	mine = e.uid == getuid();
+	qentry_free(&e);
+	return mine;
+}
+
+/*
+ * A user's run of a setgid relay sends that user's entries only: its log
+ * lines and -v dialogue would otherwise tell who mails whom.  Root's run
+ * (cron, the systemd timer) sends everything.
+ */
+static int
+run_callers(struct run *r, const char *only)
+{
+	char **ids, err[ERRLEN];
+	size_t n, i;
+
+	if (only != NULL) {
+		if (callers(r->q, only))
+			return run_only(r, only);
+		warnx("no entry %s in %s/queue", only, r->q->dir);
+		return EX_NOINPUT;
+	}
+	if (queue_ids(r->q, 0, &ids, &n, err, sizeof err) == -1) {
+		warnx("%s", err);
+		return EX_TEMPFAIL;
+	}
+	for (i = 0; i < n; i++)
+		if (callers(r->q, ids[i]))
+			run_entry(r, ids[i]);
+	queue_ids_free(ids, n);
+	return EX_OK;
+}
+
 /* relay -q: the spool, then every due entry, over one session. */
 static int
 flush(const struct args *a, const struct conf *conf)
 {
 	struct queue q;
 	struct run r;
-	char err[ERRLEN];
+	char err[ERRLEN], hint[256];
 	int ex;
 
 	if (conf->queue == NULL)
 		return EX_OK;		/* "queue none": nothing can wait */
 	if ((ex = queue_open(&q, conf->queue, err, sizeof err)) != EX_OK) {
-		warnx("%s", err);
+		warnx("%s%s", err, rights_hint(conf->queue, W_OK | X_OK, hint,
+		    sizeof hint));
 		return ex;
 	}
 	queue_tidy(&q);
@@ -360,7 +544,9 @@ flush(const struct args *a, const struct conf *conf)
 	r.force = a->force;
 	/* First, always: a crash may have left a claimed spool file. */
 	spool_intake(&r);
-	if (a->only != NULL)
+	if (privileged() && getuid() != 0)
+		ex = run_callers(&r, a->only);
+	else if (a->only != NULL)
 		ex = run_only(&r, a->only);
 	else
 		ex = run_queue(&r);
@@ -374,13 +560,19 @@ main(int argc, char *argv[])
 {
 	struct args a;
 	struct conf conf;
-	char err[ERRLEN];
+	char err[ERRLEN], hint[256];
 	const char *name;
 	int first, ex;
 
 	fix_std_fds();
+	harden();
 	signal(SIGPIPE, SIG_IGN);
-	umask(077);
+	/*
+	 * Group bits only where a directory of the queue has them (queue.c):
+	 * a queue shared by group relay.  Every other file relay makes is
+	 * mode 0600 (mkstemp).
+	 */
+	umask(007);
 	name = getprogname();
 	if (strcmp(name, "newaliases") == 0)
 		return EX_OK;		/* aliases live in relay.conf */
@@ -395,11 +587,20 @@ main(int argc, char *argv[])
 	if (a.mode != MODE_SEND && a.mo.nargv > 0)
 		errx(EX_USAGE, "%s takes no recipients", a.mode == MODE_LIST ?
 		    "listing the queue" : "running the queue");
-	if (a.conf_path == NULL)
-		a.conf_path = getenv("RELAY_CONF");
-	if (a.conf_path == NULL || *a.conf_path == '\0')
-		a.conf_path = RELAY_CONF_DEFAULT;
-	if (conf_load(&conf, a.conf_path, err, sizeof err) == -1)
+	a.conf_path = config_path(a.conf_path);
+	if (privileged())
+		clean_environment();
+	if (conf_load(&conf, a.conf_path, err, sizeof err) == -1) {
+		/* A file the caller named needs no explaining. */
+		if (strcmp(a.conf_path, RELAY_CONF_DEFAULT) == 0 || gave_up)
+			(void)rights_hint(a.conf_path, R_OK, hint, sizeof hint);
+		else
+			hint[0] = '\0';
+		errx(EX_CONFIG, "%s%s", err, hint);
+	}
+	/* Listing the queue needs no password; sending does, first. */
+	if ((a.mode == MODE_SEND || (a.mode == MODE_FLUSH &&
+	    conf.queue != NULL)) && conf_secret(&conf, err, sizeof err) == -1)
 		errx(EX_CONFIG, "%s", err);
 	if (conf.log == LOGTO_SYSLOG)
 		openlog(getprogname(), LOG_PID, LOG_MAIL);
