@@ -319,7 +319,10 @@ struct queue {
 	int		 failedfd;
 };
 
-/* Open (creating what is missing, mode 0700) the queue directory. */
+/*
+ * Open the queue directory, creating what is missing: the directory
+ * 0700, what is inside it with its parent's group rights.
+ */
 int	 queue_open(struct queue *, const char *dir, char *err, size_t errlen);
 void	 queue_close(struct queue *);
 /*
