@@ -454,4 +454,22 @@ ssize_t	 pread_all(int fd, char *p, size_t n, off_t off);
 /* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */
 ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
 
+/* ---- tls.c, for test/unit_anchors.c ------------------------------------ */
+
+/* How tls_anchors_test reads each certificate: */
+#define ANCHORS_FAST	0	/* the DER walker, else br_x509_decoder */
+#define ANCHORS_DECODER	1	/* br_x509_decoder alone (relay before) */
+#define ANCHORS_WALKER	2	/* the walker alone: what it refuses, skipped */
+/*
+ * Load the CA certificates of the PEM file path, or the one DER
+ * certificate der (len octets) if path is NULL, as ca_file is loaded.
+ * *ta gets a br_x509_trust_anchor array of *n (relay.h does without
+ * bearssl.h), *walked how many of them the walker read.  Returns 0, or
+ * -1 with err set.
+ */
+int	 tls_anchors_test(const char *path, const unsigned char *der,
+	    size_t len, int how, void **ta, size_t *n, size_t *walked,
+	    char *err, size_t errlen);
+void	 tls_anchors_test_free(void *ta, size_t n);
+
 #endif /* RELAY_H */
