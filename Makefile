@@ -141,6 +141,11 @@ install: $(PROG)
 		    "2770 (SECURITY in relay(8))"; \
 	fi
 
+# relay and its peers side by side (bench/compare, bench/README); never
+# part of check.  bench/run measures relay alone.
+bench: $(PROG)
+	bash bench/compare
+
 # A self-contained demonstration: a cron mail through ./relay to a local
 # test smarthost (test/demo.sh).  Not part of check.
 demo: $(PROG)
@@ -158,4 +163,4 @@ clean: clean-objs
 	rm -f $(PROG)
 	rm -rf test/obj test/tmp
 
-.PHONY: all check werror fuzz install lint clean clean-objs demo
+.PHONY: all check werror fuzz install lint clean clean-objs demo bench
