@@ -493,4 +493,5 @@ run_finish(struct run *r)
 	r->later = NULL;
 	r->nlater = 0;
 	session_end(r);
+	queue_sync(r->q);
 }

@@ -942,16 +942,27 @@ queue_save(struct queue *q, struct qentry *e, char *err, size_t errlen)
 	return rv;
 }
 
+/*
+ * No fsync here: after a crash the rename stands; only a power cut could
+ * bring the entry back (sent again, never lost).  queue_sync() at the end
+ * of a run closes that window for a whole flush at once.
+ */
 int
 queue_remove(struct queue *q, struct qentry *e, char *err, size_t errlen)
 {
 	/* A leftover of a crash could be in the way. */
 	purge(q->tmpfd, e->id);
-	if (renameat(q->queuefd, e->id, q->tmpfd, e->id) == -1 ||
-	    fsync(q->queuefd) == -1)
+	if (renameat(q->queuefd, e->id, q->tmpfd, e->id) == -1)
 		return syserr(q, "queue", e->id, err, errlen);
 	purge(q->tmpfd, e->id);
 	return 0;
+}
+
+void
+queue_sync(struct queue *q)
+{
+	(void)fsync(q->queuefd);
+	(void)fsync(q->tmpfd);
 }
 
 int

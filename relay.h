@@ -363,6 +363,8 @@ int	 queue_save(struct queue *, struct qentry *, char *err, size_t errlen);
 /* Delivered: remove a locked entry. */
 int	 queue_remove(struct queue *, struct qentry *, char *err,
 	    size_t errlen);
+/* Make the removals of a run durable (one fsync for all of them). */
+void	 queue_sync(struct queue *);
 /* Give up: move a locked entry to failed/, e->reason saying why. */
 int	 queue_fail(struct queue *, struct qentry *, char *err, size_t errlen);
 /* Remove what a crash left in tmp/ (an hour old, not locked). */

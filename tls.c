@@ -150,12 +150,31 @@ wait_fd(struct conn *c, short events)
 	}
 }
 
+/*
+ * A server without TCP_NODELAY (stock Postfix) holds a small segment,
+ * such as the greeting after its TLS Finished, until we ACK the one
+ * before; with nothing to send, Linux would wait 40 ms to ACK.  Ask for
+ * immediate ACKs before every read (the kernel clears the mode itself).
+ */
+static void
+quick_ack(int fd)
+{
+#ifdef TCP_QUICKACK
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+	(void)fd;
+#endif
+}
+
 static ssize_t
 sock_read(struct conn *c, void *buf, size_t len)
 {
 	ssize_t n;
 
 	for (;;) {
+		quick_ack(c->fd);
 		if (wait_fd(c, POLLIN) == -1)
 			return -1;
 		n = read(c->fd, buf, len);
