@@ -1960,6 +1960,24 @@ load_body(struct work *w, int fd, off_t off)
 
 /* ---- the interface ------------------------------------------------------ */
 
+/* An empty message: no spool file yet. */
+static void
+msg_clear(struct msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->spoolfd = -1;
+}
+
+/* A work area on message m, errors to err. */
+static void
+work_init(struct work *w, struct msg *m, char *err, size_t errlen)
+{
+	memset(w, 0, sizeof(*w));
+	w->msg = m;
+	w->err = err;
+	w->errlen = errlen;
+}
+
 /* After reading, in this order: each step may use what the earlier did. */
 static int (*const steps[])(struct work *) = {
 	step_sender,		/* rcpts and headers need it */
@@ -1979,14 +1997,10 @@ msg_read(struct msg *m, int fd, const struct msgopts *opts,
 	size_t i;
 	int ex;
 
-	memset(m, 0, sizeof(*m));
-	m->spoolfd = -1;
-	memset(&w, 0, sizeof(w));
-	w.msg = m;
+	msg_clear(m);
+	work_init(&w, m, err, errlen);
 	w.opts = opts;
 	w.conf = conf;
-	w.err = err;
-	w.errlen = errlen;
 	ex = step_read(&w, fd);
 	for (i = 0; ex == EX_OK && i < sizeof(steps) / sizeof(steps[0]); i++)
 		ex = steps[i](&w);
@@ -2143,12 +2157,8 @@ msg_load(struct msg *m, int fd, int body8, int notutf8, char *err,
 	size_t end = 0;
 	int ex;
 
-	memset(m, 0, sizeof(*m));
-	m->spoolfd = -1;
-	memset(&w, 0, sizeof(w));
-	w.msg = m;
-	w.err = err;
-	w.errlen = errlen;
+	msg_clear(m);
+	work_init(&w, m, err, errlen);
 	if ((ex = load_block(&w, fd, &b, &end)) == EX_OK)
 		ex = load_fields(&w, b.p, end - 2);
 	free(b.p);
@@ -2173,10 +2183,7 @@ msg_to_7bit(struct msg *m, char *err, size_t errlen)
 	/* Headers and other bodies go as they are, as Postfix sends them. */
 	if (!m->body8 || !body_recodable(m, NULL))
 		return EX_OK;
-	memset(&w, 0, sizeof(w));
-	w.msg = m;
-	w.err = err;
-	w.errlen = errlen;
+	work_init(&w, m, err, errlen);
 	w.st.eightbit = 1;		/* for the charset mark_qp may add */
 	w.st.notutf8 = m->body_notutf8;
 	if (m->note != NULL && buf_str(&w.note, m->note) == -1)
@@ -2212,6 +2219,5 @@ msg_free(struct msg *m)
 	for (i = 0; i < m->nhdrs; i++)
 		free(m->hdrs[i].text);
 	free(m->hdrs);
-	memset(m, 0, sizeof(*m));
-	m->spoolfd = -1;
+	msg_clear(m);
 }
