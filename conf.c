@@ -738,7 +738,7 @@ parse_sha256(const char *value, unsigned char *out, size_t outlen)
  * tls_fingerprint: SHA-256 of the server's certificate (DER);
  * tls_pubkey_fingerprint: of its SubjectPublicKeyInfo (DER), which stays
  * the same when a certificate is renewed with the same key.  Given both,
- * tls.c wants both to match.
+ * anchors.c wants both to match.
  */
 static int
 kw_pin(struct parser *p, const struct keyword *kw, char *value)
@@ -767,7 +767,7 @@ kw_tls_verify(struct parser *p, const struct keyword *kw, char *value)
 	return choice(p, kw, value, verify_words, &p->tls_verify);
 }
 
-/* Read by tls.c when TLS starts, like ca_file. */
+/* Read by keys.c when TLS starts, as ca_file is by anchors.c. */
 static int
 kw_client_cert(struct parser *p, const struct keyword *kw, char *value)
 {
@@ -775,7 +775,7 @@ kw_client_cert(struct parser *p, const struct keyword *kw, char *value)
 	return set_string(p, &p->conf->client_cert, value);
 }
 
-/* A private key: checked now, like a password_file; read by tls.c. */
+/* A private key: checked now, like a password_file; read by keys.c. */
 static int
 kw_client_key(struct parser *p, const struct keyword *kw, char *value)
 {

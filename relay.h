@@ -225,6 +225,155 @@ const char *conn_error(const struct conn *);
 const char *conn_peer(const struct conn *);
 void	 conn_close(struct conn *);
 
+/* ---- net.c: TCP to the smarthost (net.c and tls.c only) --------------- */
+
+/* The socket under a struct conn, and the deadline of what waits on it. */
+struct sock {
+	int			 fd;		/* -1: not connected */
+	char			 peer[300];	/* what conn_peer() gives */
+	char			 error[256];	/* the last failure, one line */
+	struct timespec		 deadline;
+	int			 timeout;	/* seconds, for messages */
+	int			 hungup;	/* peer closed or reset */
+};
+
+/*
+ * Connect to each address of conf->host in turn until one answers, each
+ * try bounded by conf's connect timeout.  Returns 0 with s->fd the
+ * socket (non-blocking), or -1 with s->error summing up every try.
+ * s->peer names the address last tried.
+ */
+int	 connect_any(struct sock *, const struct conf *);
+/* Set the deadline for the coming waits, in seconds from now. */
+void	 sock_timeout(struct sock *, int seconds);
+/*
+ * Read or write some octets before the deadline.  Returns how many (at
+ * least one), or -1 with s->error set, and s->hungup if the smarthost
+ * closed or reset the connection.
+ */
+ssize_t	 sock_read(struct sock *, void *buf, size_t len);
+ssize_t	 sock_write(struct sock *, const void *buf, size_t len);
+
+/*
+ * The next two sections use BearSSL's types: they are seen only where
+ * <bearssl.h> was included first (anchors.c, keys.c, tls.c), so that the
+ * rest of relay does without it.
+ */
+#ifdef BR_TLS12
+
+/* ---- anchors.c: trust anchors and pins (keys.c and tls.c only) ------- */
+
+#define DN_MAX		1024	/* longest CA subject name we keep */
+#define DER_MAX		16384	/* largest CA or client certificate kept */
+#define LEAF_MAX	16384	/* server certificate octets kept */
+
+/* A PEM file as pem_load_certs reads it: what a pem_cert_fn is handed. */
+struct pem_loader {
+	const char		*what;		/* "ca_file", for messages */
+	const char		*path;
+	br_x509_decoder_context	 dc;
+	unsigned char		 dn[DN_MAX];
+	size_t			 dnlen;
+	int			 dn_overflow;
+	unsigned char		 der[DER_MAX];
+	size_t			 derlen;
+	uint32_t		 acc;		/* Base64 bits not yet output */
+	int			 bits;
+	int			 padded;	/* '=' seen: object data ends */
+};
+
+/*
+ * Called at the end of each certificate with its DER in l->der (l->derlen
+ * octets, more than fit if it is oversized).  Returns 0, or -1 with err
+ * set.
+ */
+typedef int (*pem_cert_fn)(void *arg, struct pem_loader *l, char *err,
+    size_t errlen);
+/*
+ * Open path and hand each certificate in it to keep(); other PEM objects
+ * are skipped.  what ("ca_file") names the file in messages.  Returns 0,
+ * or -1 with err set, by keep() or here.
+ */
+int	 pem_load_certs(const char *what, const char *path, pem_cert_fn keep,
+	    void *arg, char *err, size_t errlen);
+
+/* The CAs of ca_file, as BearSSL takes them; zeroed is none. */
+struct anchors {
+	br_x509_trust_anchor	*ta;
+	size_t			 n;
+	int			 how;		/* ANCHORS_FAST, or a test's */
+	size_t			 walked;	/* of n, read by ta_walk */
+};
+
+/*
+ * Load the CAs of the PEM file path (ca_file) into a.  A file without a
+ * usable one is an error too.  Returns 0, or -1 with err set.
+ */
+int	 anchors_load(struct anchors *, const char *path, char *err,
+	    size_t errlen);
+/* Free what a holds, also after a failed anchors_load. */
+void	 anchors_free(struct anchors *);
+
+#define PIN_CERT	1	/* tls_fingerprint did not match */
+#define PIN_KEY		2	/* tls_pubkey_fingerprint did not match */
+
+/*
+ * The X.509 class of tls_fingerprint and tls_pubkey_fingerprint
+ * (pin_vtable).  The caller sets vtable, pin and key_pin, and chain to
+ * BearSSL's validator if it must be asked too; after the handshake
+ * mismatch says which pin failed, got and got_key what the server has.
+ */
+struct pin_x509 {
+	const br_x509_class	*vtable;	/* first: BearSSL passes &vtable */
+	const br_x509_class	**chain;	/* the validator, or NULL */
+	const unsigned char	*pin;		/* NULL if not pinned */
+	const unsigned char	*key_pin;	/* NULL if not pinned */
+	br_sha256_context	 hash;
+	br_x509_decoder_context	 leaf;
+	unsigned char		 der[LEAF_MAX];	/* the leaf's first octets */
+	size_t			 derlen;	/* octets of the leaf seen */
+	uint32_t		 leaflen;	/* its length as announced */
+	unsigned char		 got[br_sha256_SIZE];	  /* the leaf's hash */
+	unsigned char		 got_key[br_sha256_SIZE]; /* its key's hash */
+	int			 have_key;	/* got_key is set */
+	int			 mismatch;	/* PIN_CERT | PIN_KEY */
+	unsigned		 depth;
+};
+
+extern const br_x509_class pin_vtable;
+
+/* ---- keys.c: the client certificate and its key (tls.c only) ---------- */
+
+/*
+ * tls_client_cert and tls_client_key: what relay shows when the smarthost
+ * asks for a certificate.  It also notes that the server asked, so that a
+ * refusal can be explained when relay had nothing to show.
+ */
+struct client_auth {
+	const br_ssl_client_certificate_class *vtable;	/* first */
+	br_x509_certificate	*chain;		/* DER, leaf first */
+	size_t			 nchain;
+	br_skey_decoder_context	 key;		/* the private key is in here */
+	int			 key_type;	/* BR_KEYTYPE_RSA/EC; 0: none */
+	int			 asked;		/* a CertificateRequest came */
+	int			 sent;		/* and our chain went */
+};
+
+/*
+ * Read tls_client_cert and tls_client_key into a, and check that the key
+ * is the first certificate's.  Returns 0, or -1 with err set and a freed.
+ */
+int	 client_key_load(struct client_auth *, const struct conf *,
+	    char *err, size_t errlen);
+/* Free the chain and wipe the key; a zeroed a is fine too. */
+void	 client_key_free(struct client_auth *);
+/* BearSSL's client certificate handler over a struct client_auth. */
+extern const br_ssl_client_certificate_class client_key_vtable;
+/* "RSA", "EC" or "unknown": a BR_KEYTYPE_* for messages. */
+const char *key_type_name(int type);
+
+#endif /* BR_TLS12 */
+
 /* ---- smtp.c: the dialogue --------------------------------------------- */
 
 #define REPLY_MAX	65536	/* cap on one reply, all lines */
@@ -456,7 +605,7 @@ ssize_t	 pread_all(int fd, char *p, size_t n, off_t off);
 /* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */
 ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
 
-/* ---- tls.c, for test/unit_anchors.c ------------------------------------ */
+/* ---- for the unit tests only: anchors.c, for test/unit_anchors.c ----- */
 
 /* How tls_anchors_test reads each certificate: */
 #define ANCHORS_FAST	0	/* the DER walker, else br_x509_decoder */

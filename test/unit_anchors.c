@@ -1,5 +1,5 @@
 /*
- * Unit tests for the loading of ca_file in tls.c: the DER walker that
+ * Unit tests for the loading of ca_file in anchors.c: the DER walker that
  * builds each trust anchor must give exactly what br_x509_decoder gave
  * (relay's way before it), for every certificate of Debian's bundle and
  * of the test PKI, and for damaged certificates too (the same anchor, or

@@ -1224,7 +1224,7 @@ test_pubkey_pin(void)
 		    "SHA-256 of the server's public key (its SubjectPublicKeyInfo "
 		    "in DER): 64 hex digits, colons allowed", bad[i]);
 	}
-	/* Both pins: tls.c wants both to match. */
+	/* Both pins: anchors.c wants both to match. */
 	if (load_ok(&c, "host h\ntls_fingerprint " HEX "\n"
 	    "tls_pubkey_fingerprint " PIN "\n", "both pins") == 0)
 		CHECK(c.pinned && c.key_pinned && !c.verify_chain &&

@@ -1,9 +1,10 @@
 /*
- * Unit tests for tls.c's certificate checks, below relay.conf: struct conf
- * is built by hand, so that what conf.c never produces is tried too (a
- * zeroed verify_chain without a pin; both pins at once).  The servers are
- * test/smarthost.py on loopback, started and stopped here by PID.  Run
- * from the top of the tree, as test/run does.
+ * Unit tests for the certificate checks of conn_open (tls.c, with the
+ * pins of anchors.c and the client certificate of keys.c), below
+ * relay.conf: struct conf is built by hand, so that what conf.c never
+ * produces is tried too (a zeroed verify_chain without a pin; both pins
+ * at once).  The servers are test/smarthost.py on loopback, started and
+ * stopped here by PID.  Run from the top of the tree, as test/run does.
  */
 #include <sys/types.h>
 #include <sys/wait.h>
