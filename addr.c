@@ -90,12 +90,6 @@ is_atext(unsigned char c)
 	    (c != '\0' && strchr(atext_punct, c) != NULL);
 }
 
-static int
-is_wsp(unsigned char c)
-{
-	return c == ' ' || c == '\t';
-}
-
 /*
  * RFC 5322 3.2.2 FWS: a line break is only whitespace when it folds, that
  * is when WSP follows.  Anything else (a bare CR or LF, a CRLF then text)

@@ -21,7 +21,6 @@
 
 #include "relay.h"
 
-#define SMTP_LINE	998		/* RFC 5322 2.1.1, without the CRLF */
 #define WRAP		76		/* long text is folded here if it can be */
 #define HARD		900		/* and a word longer than that cut here */
 #define HDRS_MAX	65536		/* of the original header block */
@@ -185,7 +184,7 @@ put_wrapped(struct out *o, const char *first, const char *indent,
 
 /* ---- what goes into the report ------------------------------------------ */
 
-/* RFC 5322 3.3 date-time, local time, as msg.c writes Date. */
+/* RFC 5322 3.3 date-time, local time, as header.c writes Date. */
 static int
 fmt_date(char *buf, size_t len, time_t t)
 {
@@ -368,7 +367,7 @@ headers_read(struct report *r, char *err, size_t errlen)
 
 /*
  * The header block as it was, CRLF lines; a line that is somehow over
- * SMTP_LINE goes on in a continuation line, as msg.c folds bodies.
+ * SMTP_LINE goes on in a continuation line, as mime.c folds bodies.
  */
 static int
 put_headers(struct out *o, const char *p, size_t len)

@@ -20,6 +20,8 @@
 #define LOCAL_MAX	64
 #define DOMAIN_MAX	255
 #define ERRLEN		512	/* every err buffer passed between files */
+/* RFC 5321 4.5.3.1.6, RFC 5322 2.1.1: a line of a message, CRLF excluded. */
+#define SMTP_LINE	998
 
 /* ---- conf.c ----------------------------------------------------------- */
 
@@ -147,11 +149,11 @@ struct msg {
 	off_t		 size;		/* RFC 1870: CRLF form, unstuffed */
 	int		 eightbit;	/* some octet >= 0x80 will be sent */
 	char		*note;		/* how the body was changed, or NULL */
-	/* private to msg.c */
+	/* private to msg.c, header.c and mime.c */
 	struct header	*hdrs;
 	size_t		 nhdrs;
-	int		 spoolfd;	/* body, CRLF lines, not dot-stuffed */
-	off_t		 bodyoff;	/*   starting here in spoolfd */
+	int		 bodyfd;	/* body, CRLF lines, not dot-stuffed */
+	off_t		 bodyoff;	/*   starting here in bodyfd */
 	off_t		 bodylen;
 	int		 body8;		/* the body has octets >= 0x80 */
 	int		 body_notutf8;	/*   and they are not UTF-8 */
@@ -160,7 +162,7 @@ struct msg {
 typedef int (*msg_put_fn)(void *ctx, const char *buf, size_t len);
 
 /*
- * Read a message from fd, spool its body to an unlinked temporary file, fix
+ * Read a message from fd (its body into an unlinked temporary file), fix
  * it for the wire and work out the envelope.  Returns 0 (EX_OK), or a
  * sysexits code with err set to one line.
  */
@@ -169,15 +171,9 @@ int	 msg_read(struct msg *, int fd, const struct msgopts *,
 /*
  * Emit the message as DATA content: CRLF lines, dot-stuffed, then ".\r\n".
  * put() returns 0 or -1; msg_send returns 0, or -1 when put() or reading
- * the spool failed.
+ * the body file failed.
  */
 int	 msg_send(const struct msg *, msg_put_fn put, void *ctx);
-/*
- * For a smarthost without 8BITMIME (RFC 6152 3): re-encode an 8-bit body
- * as quoted-printable where that is allowed (a single part, not already
- * encoded).  Returns 0 (EX_OK), or a sysexits code with err set.
- */
-int	 msg_to_7bit(struct msg *, char *err, size_t errlen);
 void	 msg_free(struct msg *);
 /*
  * The queue's copy of a message: the header block, an empty line and the
@@ -187,13 +183,156 @@ void	 msg_free(struct msg *);
 int	 msg_write(const struct msg *, int fd);
 /*
  * Take a message back from such a file: the header block is read into
- * memory, the body stays in the file (m->spoolfd is a dup of fd, from
+ * memory, the body stays in the file (m->bodyfd is a dup of fd, from
  * m->bodyoff on).  body8/notutf8 are what msg_read found in the
  * body (kept in the queue entry).  The envelope (sender, rcpts) is the
  * caller's to fill.  Returns 0 (EX_OK) or a sysexits code with err set.
  */
 int	 msg_load(struct msg *, int fd, int body8, int notutf8, char *err,
 	    size_t errlen);
+
+/* ---- msg.c: a message being worked on (msg.c, header.c, mime.c only) -- */
+
+/* A header field as read or made. */
+struct header {
+	char	*text;		/* "Name: value", folds kept as CRLF WSP */
+	size_t	 len;		/* no final CRLF */
+	size_t	 cap;		/* octets allocated at text */
+	size_t	 namelen;	/* field name, WSP before the ':' excluded */
+	size_t	 valoff;	/* first octet after the ':' */
+};
+
+/* A growing byte string, always NUL-terminated for convenience. */
+struct buf {
+	char	*p;
+	size_t	 len;
+	size_t	 cap;
+};
+
+/* The body as it is being written: buffered, to an unlinked file. */
+struct bodyfile;
+
+/* What the body holds, gathered while it is read. */
+struct bodystats {
+	size_t		 overlong;	/* lines over SMTP_LINE octets */
+	size_t		 nuls;
+	size_t		 firstnul;	/* message line of the first NUL */
+	size_t		 eightbit;	/* octets >= 0x80 */
+	int		 notutf8;
+	unsigned char	 utf8_need;	/* continuation octets to come */
+	unsigned char	 utf8_lo;	/*   and the range of the next one */
+	unsigned char	 utf8_hi;
+};
+
+/* Reading state while the caller's input is taken in. */
+struct intake {
+	int		 inbody;
+	int		 done;		/* the lone "." was seen */
+	int		 pending_cr;	/* last octet was CR: swallow an LF */
+	int		 held_dot;	/* body line so far is ".", unwritten */
+	size_t		 lineno;	/* message line being read, from 1 */
+	size_t		 linelen;	/* octets in the current body line */
+	size_t		 hdrbytes;	/* header block so far, CRLFs counted */
+	struct buf	 line;		/* current line of the header block */
+};
+
+/* Everything msg_read() works with. */
+struct work {
+	struct msg		*msg;
+	const struct msgopts	*opts;
+	const struct conf	*conf;
+	char			*err;
+	size_t			 errlen;
+	struct intake		 in;
+	struct bodyfile		*body;
+	struct bodystats	 st;
+	int			 body8;		/* body still has 8-bit */
+	size_t			 rcptcap;
+	struct buf		 note;
+	int			 pw_done;	/* getpwuid() tried */
+	char			*login;
+	char			*gecos;
+};
+
+/* The error, one line, into w->err (cut to fit); returns code. */
+int	 failf(struct work *w, int code, const char *fmt, ...)
+	    __attribute__((__format__(__printf__, 3, 4)));
+/* failf for a failed allocation: EX_OSERR. */
+int	 nomem(struct work *w);
+/* Append to a buf: 0, or -1 when out of memory (b as it was). */
+int	 buf_add(struct buf *b, const void *p, size_t n);
+int	 buf_str(struct buf *b, const char *s);
+int	 buf_printf(struct buf *b, const char *fmt, ...)
+	    __attribute__((__format__(__printf__, 2, 3)));
+/*
+ * The body file: opened empty in $TMPDIR, written through its buffer,
+ * and handed to w->msg as its body by bodyfile_adopt (which flushes).
+ * Each returns EX_OK or a sysexits code with w->err set.
+ */
+int	 bodyfile_open(struct work *w, struct bodyfile **bfp);
+int	 bodyfile_put(struct work *w, struct bodyfile *bf, const char *p,
+	    size_t n);
+int	 bodyfile_putc(struct work *w, struct bodyfile *bf, char c);
+int	 bodyfile_adopt(struct work *w, struct bodyfile *bf);
+/* Close and free one not adopted (NULL is fine). */
+void	 bodyfile_free(struct bodyfile *bf);
+/*
+ * Hand m's body to fn chunk by chunk.  Returns 0, fn's non-zero result,
+ * or -1 with errno set when the body file cannot be read.
+ */
+int	 body_chunks(const struct msg *m,
+	    int (*fn)(void *, const char *, size_t), void *arg);
+/* A work area on message m, errors to err. */
+void	 work_init(struct work *w, struct msg *m, char *err, size_t errlen);
+/* m->size (RFC 1870) and m->eightbit, from the header block and body. */
+void	 measure(struct msg *m);
+
+/* ---- header.c: the header block, the envelope (msg.c, mime.c only) ---- */
+
+/*
+ * A field name (RFC 5322 3.6.8, obs WSP before the colon): its length,
+ * *valoff just past the ':'; 0 if s is not a header field line.
+ */
+size_t	 field_name(const char *s, size_t len, size_t *valoff);
+/* Is h a field of this name (case-insensitive)? */
+int	 field_is(const struct header *h, const char *name);
+/* The first field of that name, or NULL. */
+struct header *find_field(const struct msg *m, const char *name);
+/*
+ * Append a field to w->msg: header_push takes text over on success,
+ * header_add copies it.  EX_OK or a sysexits code.
+ */
+int	 header_push(struct work *w, char *text, size_t len);
+int	 header_add(struct work *w, const char *text);
+/* Replace a field's whole text (name included); b is taken over. */
+void	 header_replace(struct header *h, struct buf *b);
+/* Drop the fields whose drop[] is set (one entry per field). */
+void	 header_compact(struct msg *m, const unsigned char *drop);
+/*
+ * msg_read's steps, in this order: the envelope sender, the recipients
+ * (argv and with -t the header), the header rewritten (Bcc out, local
+ * names), From/Date/Message-ID added.  EX_OK or a sysexits code.
+ */
+int	 step_sender(struct work *w);
+int	 step_rcpts(struct work *w);
+int	 step_rewrite(struct work *w);
+int	 step_add_fields(struct work *w);
+
+/* ---- mime.c: a body and header SMTP can carry ------------------------- */
+
+/*
+ * For a smarthost without 8BITMIME (RFC 6152 3): re-encode an 8-bit body
+ * as quoted-printable where that is allowed (a single part, not already
+ * encoded).  Returns 0 (EX_OK), or a sysexits code with err set.
+ */
+int	 msg_to_7bit(struct msg *, char *err, size_t errlen);
+/*
+ * msg_read's steps after header.c's (msg.c only): a body with NULs or
+ * lines over SMTP_LINE made fit, then header lines over it folded.
+ * EX_OK or a sysexits code.
+ */
+int	 step_body(struct work *w);
+int	 step_fold_headers(struct work *w);
 
 /* ---- tls.c: the connection, plain or TLS ------------------------------ */
 
@@ -604,6 +743,8 @@ int	 write_all(int fd, const char *p, size_t n);
 ssize_t	 pread_all(int fd, char *p, size_t n, off_t off);
 /* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */
 ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
+/* Is c WSP (RFC 5234: SP or HTAB)? */
+int	 is_wsp(unsigned char c);
 
 /* ---- for the unit tests only: anchors.c, for test/unit_anchors.c ----- */
 

@@ -1,6 +1,7 @@
 /*
- * Unit tests for msg.c: reading, canonicalising, envelope, header
- * rewriting, body conversion and the wire form with dot-stuffing.
+ * Unit tests for msg.c, header.c and mime.c: reading, canonicalising,
+ * envelope, header rewriting, body conversion and the wire form with
+ * dot-stuffing.
  * Every accepted message is also sent, unstuffed and checked against
  * msg->size and the SMTP line rules.  The queue's copy (msg_write,
  * msg_load) must send the very same bytes.
@@ -621,7 +622,7 @@ test_lone_dot(void)
 	result_free(&r);
 }
 
-/* Dot-stuffing where a "." line starts exactly at a spool chunk. */
+/* Dot-stuffing where a "." line starts exactly at a body file chunk. */
 static void
 test_stuffing(void)
 {
@@ -814,7 +815,7 @@ test_multipart(void)
 	CHECK_STR(r.err, "line 7 contains a NUL byte and the message is MIME "
 	    "multipart: relay cannot carry it unchanged",
 	    "multipart NUL: error names the line");
-	CHECK(r.msg.spoolfd == -1 && r.msg.hdrs == NULL,
+	CHECK(r.msg.bodyfd == -1 && r.msg.hdrs == NULL,
 	    "multipart NUL: nothing left allocated");
 	result_free(&r);
 
@@ -1648,7 +1649,7 @@ test_roundtrip_7bit(void)
 		    cases[i].what);
 		CHECK((m.bodyoff == 0) == cases[i].changed, "%s: %s",
 		    cases[i].what, cases[i].changed ? "re-encoded into a "
-		    "spool from offset 0" : "body left in the file");
+		    "body file from offset 0" : "body left in the file");
 		msg_free(&m);
 		result_free(&r);
 	}
@@ -1732,7 +1733,7 @@ load_one(const char *what, const char *data, size_t len, int body8,
 	    strstr(err, want_err) != NULL), "%s: %s (%s)", what,
 	    want_ex == EX_OK ? "loaded" : "refused", err);
 	if (ex != EX_OK) {
-		CHECK(m.spoolfd == -1 && m.nhdrs == 0 && m.hdrs == NULL,
+		CHECK(m.bodyfd == -1 && m.nhdrs == 0 && m.hdrs == NULL,
 		    "%s: nothing held after the error", what);
 		msg_free(&m);
 		return;
