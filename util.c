@@ -1,6 +1,6 @@
 /*
  * Small helpers shared by several files: the log, making untrusted text
- * safe to print, and Base64 for AUTH.
+ * safe to print, Base64 for AUTH, and whether relay runs setgid.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -145,4 +145,10 @@ seconds_since(const struct timespec *start)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (double)(now.tv_sec - start->tv_sec) +
 	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+int
+privileged(void)
+{
+	return getegid() != getgid() || geteuid() != getuid();
 }
