@@ -4,22 +4,16 @@
  * name the file and line so that an administrator can go straight there.
  */
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <pwd.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
@@ -30,11 +24,10 @@
 #define SHOWN		128	/* room for a value quoted in an error */
 /*
  * Hostile or broken input must not take all memory: a line of the file
- * and a secret from anywhere are capped, with room for OAuth tokens.
+ * is capped (secret.c caps a secret from elsewhere), with room for OAuth
+ * tokens.
  */
 #define LINE_CAP	65536	/* octets of a line, its ending not counted */
-#define SECRET_CAP	65536	/* octets of a password from any source */
-#define COMMAND_TIMEOUT	30	/* seconds password_command may take */
 #define DEFAULT_MAX_RCPTS 1000
 /* rcpt_add() looks for duplicates one by one: keep n * n reasonable. */
 #define MAX_RCPTS_CAP	100000
@@ -180,7 +173,7 @@ static const char *const secret_keywords[] = {
 
 static void	verr(struct parser *, int, const char *, va_list)
 		    __attribute__((__format__(__printf__, 3, 0)));
-static int	perr(struct parser *, const char *, ...)
+static int	lerr(struct parser *, const char *, ...)
 		    __attribute__((__format__(__printf__, 2, 3)));
 static int	ferr(struct parser *, const char *, ...)
 		    __attribute__((__format__(__printf__, 2, 3)));
@@ -201,7 +194,7 @@ verr(struct parser *p, int withline, const char *fmt, va_list ap)
 
 /* An error at the current line; always returns -1. */
 static int
-perr(struct parser *p, const char *fmt, ...)
+lerr(struct parser *p, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -263,7 +256,7 @@ static int
 set_string(struct parser *p, char **field, const char *value)
 {
 	if ((*field = strdup(value)) == NULL)
-		return perr(p, "%s", strerror(errno));
+		return lerr(p, "%s", strerror(errno));
 	return 0;
 }
 
@@ -308,7 +301,7 @@ number(struct parser *p, const struct keyword *kw, const char *value,
 
 	n = strtonum(value, min, max, &errstr);
 	if (errstr != NULL)
-		return perr(p, "%s \"%s\" is %s (expected %lld-%lld)",
+		return lerr(p, "%s \"%s\" is %s (expected %lld-%lld)",
 		    kw->name, shown(buf, sizeof(buf), value), errstr, min, max);
 	*out = (int)n;
 	return 0;
@@ -331,7 +324,7 @@ choice(struct parser *p, const struct keyword *kw, const char *value,
 			(void)strlcat(list, ", ", sizeof(list));
 		(void)strlcat(list, words[i], sizeof(list));
 	}
-	return perr(p, "%s \"%s\" is not one of %s", kw->name,
+	return lerr(p, "%s \"%s\" is not one of %s", kw->name,
 	    shown(buf, sizeof(buf), value), list);
 }
 
@@ -356,17 +349,17 @@ kw_host(struct parser *p, const struct keyword *kw, char *value)
 
 	strip_root_dot(value);
 	if (strlen(value) > DOMAIN_MAX)
-		return perr(p, "host name is longer than %d characters",
+		return lerr(p, "host name is longer than %d characters",
 		    DOMAIN_MAX);
 	/* A host name or an IP address; anything else is a typo. */
 	if (*value == '\0' || value[strspn(value,
 	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	    "0123456789-._:")] != '\0')
-		return perr(p, "%s \"%s\" is not a host name or IP address",
+		return lerr(p, "%s \"%s\" is not a host name or IP address",
 		    kw->name, shown(buf, sizeof(buf), value));
 	/* ':' belongs in IPv6 addresses only: "name:587" is a port. */
 	if (strchr(value, ':') != NULL && inet_pton(AF_INET6, value, &in6) != 1)
-		return perr(p, "%s \"%s\": give the port on a line of its own "
+		return lerr(p, "%s \"%s\": give the port on a line of its own "
 		    "(\"port %s\")", kw->name, shown(buf, sizeof(buf), value),
 		    strrchr(value, ':') + 1);
 	lowercase(value);
@@ -422,22 +415,12 @@ secret_once(struct parser *p, const struct keyword *kw)
 	for (i = 0; i < NSECRET_KEYWORDS; i++) {
 		if (i == mine || (line = seen(p, secret_keywords[i])) == 0)
 			continue;
-		return perr(p, "%s and %s cannot both be set (%s at line %zu)",
+		return lerr(p, "%s and %s cannot both be set (%s at line %zu)",
 		    secret_keywords[i < mine ? i : mine],
 		    secret_keywords[i < mine ? mine : i], secret_keywords[i],
 		    line);
 	}
 	return 0;
-}
-
-static const char *
-others_can(mode_t mode)
-{
-	if (mode & S_IROTH)
-		return "readable";
-	if (mode & S_IWOTH)
-		return "writable";
-	return "accessible";
 }
 
 static int
@@ -447,152 +430,25 @@ kw_password(struct parser *p, const struct keyword *kw, char *value)
 		return -1;
 	/* Group access is fine: a group such as "mail" lets senders read. */
 	if (p->mode & S_IRWXO)
-		return perr(p, "password given inline but %s is %s by others "
+		return lerr(p, "password given inline but %s is %s by others "
 		    "(mode %04o): chmod o-rwx %s, or use password_file",
 		    p->path, others_can(p->mode),
 		    (unsigned int)(p->mode & 07777), p->path);
 	return set_string(p, &p->conf->password, value);
 }
 
-/*
- * Open a file holding a secret (a password, a private key): a regular
- * file that others cannot open; group access is the administrator's
- * choice, as for the configuration file.  O_NONBLOCK: a FIFO put there
- * by mistake must not hang relay.  Returns the descriptor or -1.
- */
-static int
-secret_file_open(struct parser *p, const char *keyword, const char *file)
-{
-	char name[SHOWN];
-	struct stat st;
-	int fd, saved;
-
-	shown(name, sizeof(name), file);
-	if ((fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1)
-		return perr(p, "%s %s: %s", keyword, name, strerror(errno));
-	if (fstat(fd, &st) == -1) {
-		saved = errno;
-		(void)close(fd);
-		return perr(p, "%s %s: %s", keyword, name, strerror(saved));
-	}
-	if (!S_ISREG(st.st_mode)) {
-		(void)close(fd);
-		return perr(p, "%s %s: not a regular file", keyword, name);
-	}
-	if (st.st_mode & S_IRWXO) {
-		(void)close(fd);
-		return perr(p, "%s %s is %s by others (mode %04o): chmod o-rwx "
-		    "%s", keyword, name, others_can(st.st_mode),
-		    (unsigned int)(st.st_mode & 07777), name);
-	}
-	return fd;
-}
-
-enum line_status { LINE_OK, LINE_EMPTY, LINE_NUL, LINE_LONG };
-
-/*
- * The secret in buf[0..len): its first line without the CRs and LFs that
- * end it.  More than SECRET_CAP + 1 octets without a LF (the caller reads
- * SECRET_CAP + 2) is a line too long, whatever follows.
- */
-static enum line_status
-secret_line(const char *buf, size_t len, size_t *linelen)
-{
-	const char *nl;
-	size_t n;
-
-	if ((nl = memchr(buf, '\n', len)) != NULL)
-		n = (size_t)(nl - buf);
-	else if (len > SECRET_CAP + 1)
-		return LINE_LONG;
-	else
-		n = len;
-	while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n'))
-		n--;
-	*linelen = n;
-	if (n == 0)
-		return LINE_EMPTY;
-	if (n > SECRET_CAP)
-		return LINE_LONG;
-	if (memchr(buf, '\0', n) != NULL)
-		return LINE_NUL;
-	return LINE_OK;
-}
-
-/* A copy of buf[0..len) as a string, for a secret. */
-static char *
-secret_dup(const char *buf, size_t len)
-{
-	char *s;
-
-	if ((s = malloc(len + 1)) == NULL)
-		return NULL;
-	memcpy(s, buf, len);
-	s[len] = '\0';
-	return s;
-}
-
-/* Read up to size octets: a short count means the end of the file. */
-static ssize_t
-read_full(int fd, char *buf, size_t size)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < size) {
-		if ((n = read(fd, buf + got, size - got)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
-static int
-read_secret(struct parser *p, const char *file, char **secret)
-{
-	static const char *const why[] = {
-		[LINE_EMPTY] = "first line is empty",
-		[LINE_NUL] = "contains a NUL byte",
-		[LINE_LONG] = "first line is longer than 65536 octets",
-	};
-	char name[SHOWN], *buf;
-	size_t size = SECRET_CAP + 2, linelen = 0;
-	enum line_status st;
-	ssize_t n;
-	int fd, saved, rv = -1;
-
-	shown(name, sizeof(name), file);
-	if ((fd = secret_file_open(p, "password_file", file)) == -1)
-		return -1;
-	if ((buf = malloc(size)) == NULL) {
-		saved = errno;
-		(void)close(fd);
-		return perr(p, "%s", strerror(saved));
-	}
-	if ((n = read_full(fd, buf, size)) == -1)
-		(void)perr(p, "password_file %s: %s", name, strerror(errno));
-	else if ((st = secret_line(buf, (size_t)n, &linelen)) != LINE_OK)
-		(void)perr(p, "password_file %s: %s", name, why[st]);
-	else if ((*secret = secret_dup(buf, linelen)) == NULL)
-		(void)perr(p, "%s", strerror(errno));
-	else
-		rv = 0;
-	(void)close(fd);
-	freezero(buf, size);
-	return rv;
-}
-
+/* secret.c says what is wrong with the file; lerr() adds where. */
 static int
 kw_password_file(struct parser *p, const struct keyword *kw, char *value)
 {
+	char why[ERRLEN];
+
 	if (secret_once(p, kw) == -1)
 		return -1;
-	return read_secret(p, value, &p->conf->password);
+	if (secret_file_read(kw->name, value, &p->conf->password, why,
+	    sizeof(why)) == -1)
+		return lerr(p, "%s", why);
+	return 0;
 }
 
 /*
@@ -611,7 +467,7 @@ kw_password_command(struct parser *p, const struct keyword *kw,
 	if (value[0] != '/') {
 		len = strcspn(value, BLANKS);
 		value[len] = '\0';
-		return perr(p, "%s \"%s\": the program must be given as an "
+		return lerr(p, "%s \"%s\": the program must be given as an "
 		    "absolute path (it is run without a shell)", kw->name,
 		    shown(buf, sizeof(buf), value));
 	}
@@ -629,7 +485,7 @@ kw_password_env(struct parser *p, const struct keyword *kw, char *value)
 	if (isdigit((unsigned char)value[0]) || value[strspn(value,
 	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	    "0123456789_")] != '\0')
-		return perr(p, "%s \"%s\" is not an environment variable name "
+		return lerr(p, "%s \"%s\" is not an environment variable name "
 		    "(letters, digits and '_', not starting with a digit)",
 		    kw->name, shown(buf, sizeof(buf), value));
 	return set_string(p, &p->conf->password_env, value);
@@ -642,7 +498,7 @@ kw_from(struct parser *p, const struct keyword *kw, char *value)
 	const char *why;
 
 	if ((why = address_problem(value)) != NULL)
-		return perr(p, "%s \"%s\": %s", kw->name,
+		return lerr(p, "%s \"%s\": %s", kw->name,
 		    shown(buf, sizeof(buf), value), why);
 	return set_string(p, &p->conf->from, value);
 }
@@ -655,16 +511,16 @@ kw_domain(struct parser *p, const struct keyword *kw, char *value)
 
 	strip_root_dot(value);
 	if (*value == '\0' || strchr(value, '@') != NULL || !plain_token(value))
-		return perr(p, "%s \"%s\" is not a domain name", kw->name,
+		return lerr(p, "%s \"%s\" is not a domain name", kw->name,
 		    shown(buf, sizeof(buf), value));
 	lowercase(value);
 	/* Every name it qualifies must make a usable address. */
 	if ((size_t)snprintf(probe, sizeof(probe), "postmaster@%s", value) >=
 	    sizeof(probe))
-		return perr(p, "%s \"%s\" is too long", kw->name,
+		return lerr(p, "%s \"%s\" is too long", kw->name,
 		    shown(buf, sizeof(buf), value));
 	if ((why = addr_check(probe)) != NULL)
-		return perr(p, "%s \"%s\": %s", kw->name,
+		return lerr(p, "%s \"%s\": %s", kw->name,
 		    shown(buf, sizeof(buf), value), why);
 	return set_string(p, &p->conf->domain, value);
 }
@@ -675,7 +531,7 @@ kw_helo(struct parser *p, const struct keyword *kw, char *value)
 	char buf[SHOWN];
 
 	if (!plain_token(value))
-		return perr(p, "%s \"%s\" is not a valid host name (no blanks, "
+		return lerr(p, "%s \"%s\" is not a valid host name (no blanks, "
 		    "control characters, '<' or '>')", kw->name,
 		    shown(buf, sizeof(buf), value));
 	return set_string(p, &p->conf->helo, value);
@@ -747,12 +603,12 @@ kw_pin(struct parser *p, const struct keyword *kw, char *value)
 
 	if (kw->arg == PIN_CERT) {
 		if (parse_sha256(value, c->pin, sizeof(c->pin)) == -1)
-			return perr(p, "tls_fingerprint must be the SHA-256 of "
+			return lerr(p, "tls_fingerprint must be the SHA-256 of "
 			    "the certificate: 64 hex digits, colons allowed");
 		c->pinned = 1;
 	} else {
 		if (parse_sha256(value, c->key_pin, sizeof(c->key_pin)) == -1)
-			return perr(p, "tls_pubkey_fingerprint must be the "
+			return lerr(p, "tls_pubkey_fingerprint must be the "
 			    "SHA-256 of the server's public key (its "
 			    "SubjectPublicKeyInfo in DER): 64 hex digits, "
 			    "colons allowed");
@@ -779,10 +635,11 @@ kw_client_cert(struct parser *p, const struct keyword *kw, char *value)
 static int
 kw_client_key(struct parser *p, const struct keyword *kw, char *value)
 {
+	char why[ERRLEN];
 	int fd;
 
-	if ((fd = secret_file_open(p, kw->name, value)) == -1)
-		return -1;
+	if ((fd = secret_file_open(kw->name, value, why, sizeof(why))) == -1)
+		return lerr(p, "%s", why);
 	(void)close(fd);
 	return set_string(p, &p->conf->client_key, value);
 }
@@ -817,7 +674,7 @@ kw_max_size(struct parser *p, const struct keyword *kw, char *value)
 		n = strtonum(num, 0, LLONG_MAX / scale, &errstr);
 	}
 	if (scale == 0 || errstr != NULL)
-		return perr(p, "%s \"%s\" is not a size (a number of octets "
+		return lerr(p, "%s \"%s\" is not a size (a number of octets "
 		    "with an optional unit k, M or G, as in 10M; 0 for no "
 		    "limit)", kw->name, shown(buf, sizeof(buf), value));
 	p->conf->max_size = (off_t)(n * scale);
@@ -867,7 +724,7 @@ duration(struct parser *p, const struct keyword *kw, const char *value,
 		n = strtonum(num, 1, max / scale, &errstr);
 	}
 	if (scale == 0 || errstr != NULL)
-		return perr(p, "%s \"%s\" is not a duration from 1s to %dd (a "
+		return lerr(p, "%s \"%s\" is not a duration from 1s to %dd (a "
 		    "number with an optional unit s, m, h or d, as in 5m)",
 		    kw->name, shown(buf, sizeof(buf), value), max / 86400);
 	*out = (int)(n * scale);
@@ -905,7 +762,7 @@ kw_queue(struct parser *p, const struct keyword *kw, char *value)
 		return 0;
 	}
 	if (value[0] != '/')
-		return perr(p, "%s \"%s\" must be an absolute path or \"none\"",
+		return lerr(p, "%s \"%s\" must be an absolute path or \"none\"",
 		    kw->name, shown(buf, sizeof(buf), value));
 	return set_string(p, &p->conf->queue, value);
 }
@@ -916,7 +773,7 @@ kw_spool(struct parser *p, const struct keyword *kw, char *value)
 	char buf[SHOWN];
 
 	if (value[0] != '/')
-		return perr(p, "%s \"%s\" must be an absolute path", kw->name,
+		return lerr(p, "%s \"%s\" must be an absolute path", kw->name,
 		    shown(buf, sizeof(buf), value));
 	return set_string(p, &p->conf->spool, value);
 }
@@ -941,15 +798,15 @@ alias_add_target(struct parser *p, struct alias *a, const char *target)
 	const char *why;
 
 	if ((why = address_problem(target)) != NULL)
-		return perr(p, "alias \"%s\": target \"%s\": %s",
+		return lerr(p, "alias \"%s\": target \"%s\": %s",
 		    shown(buf, sizeof(buf), a->name),
 		    shown(tbuf, sizeof(tbuf), target), why);
 	targets = reallocarray(a->targets, a->ntargets + 1, sizeof(*targets));
 	if (targets == NULL)
-		return perr(p, "%s", strerror(errno));
+		return lerr(p, "%s", strerror(errno));
 	a->targets = targets;
 	if ((a->targets[a->ntargets] = strdup(target)) == NULL)
-		return perr(p, "%s", strerror(errno));
+		return lerr(p, "%s", strerror(errno));
 	a->ntargets++;
 	return 0;
 }
@@ -966,20 +823,20 @@ alias_parse(struct parser *p, struct alias *a, char *value)
 	if (*rest != '\0')
 		*rest++ = '\0';
 	if (value[strcspn(value, "@:,")] != '\0' || !plain_token(value))
-		return perr(p, "alias name \"%s\" is not a local name "
+		return lerr(p, "alias name \"%s\" is not a local name "
 		    "(no '@', ':' or ',')", shown(buf, sizeof(buf), value));
 	for (i = 0; i < p->conf->naliases; i++)
 		if (strcmp(p->conf->aliases[i].name, value) == 0)
-			return perr(p, "alias \"%s\" already defined at "
+			return lerr(p, "alias \"%s\" already defined at "
 			    "line %zu", shown(buf, sizeof(buf), value),
 			    p->alias_line[i]);
 	if ((a->name = strdup(value)) == NULL)
-		return perr(p, "%s", strerror(errno));
+		return lerr(p, "%s", strerror(errno));
 	while ((target = strsep(&rest, BLANKS ",")) != NULL)
 		if (*target != '\0' && alias_add_target(p, a, target) == -1)
 			return -1;
 	if (a->ntargets == 0)
-		return perr(p, "alias \"%s\" has no target address",
+		return lerr(p, "alias \"%s\" has no target address",
 		    shown(buf, sizeof(buf), a->name));
 	return 0;
 }
@@ -1006,7 +863,7 @@ kw_alias(struct parser *p, const struct keyword *kw, char *value)
 	c->aliases[c->naliases++] = a;
 	return 0;
 nomem:
-	(void)perr(p, "%s", strerror(errno));
+	(void)lerr(p, "%s", strerror(errno));
 fail:
 	alias_free(&a);
 	return -1;
@@ -1081,17 +938,17 @@ unknown_keyword(struct parser *p, char *word)
 	if ((eq = strchr(word, '=')) != NULL) {
 		*eq = '\0';
 		if (keyword_find(word) != NULL)
-			return perr(p, "\"%s\" must be followed by a blank, "
+			return lerr(p, "\"%s\" must be followed by a blank, "
 			    "not '='", word);
 		shown(buf, sizeof(buf), word);
 		(void)strlcat(buf, "=...", sizeof(buf));
-		return perr(p, "unknown keyword \"%s\"", buf);
+		return lerr(p, "unknown keyword \"%s\"", buf);
 	}
 	shown(buf, sizeof(buf), word);
 	if ((near = keyword_near(word)) != NULL)
-		return perr(p, "unknown keyword \"%s\" (did you mean \"%s\"?)",
+		return lerr(p, "unknown keyword \"%s\" (did you mean \"%s\"?)",
 		    buf, near->name);
-	return perr(p, "unknown keyword \"%s\"", buf);
+	return lerr(p, "unknown keyword \"%s\"", buf);
 }
 
 /*
@@ -1108,17 +965,17 @@ unquote(struct parser *p, char *value)
 		return 0;
 	for (; *src != '"'; src++) {
 		if (*src == '\0')
-			return perr(p, "quoted value has no closing quote");
+			return lerr(p, "quoted value has no closing quote");
 		if (*src == '\\') {
 			src++;
 			if (*src != '"' && *src != '\\')
-				return perr(p, "quoted value: a backslash "
+				return lerr(p, "quoted value: a backslash "
 				    "must be followed by '\"' or '\\'");
 		}
 		*dst++ = *src;
 	}
 	if (src[1] != '\0')
-		return perr(p, "text after the closing quote");
+		return lerr(p, "text after the closing quote");
 	*dst = '\0';
 	return 0;
 }
@@ -1132,7 +989,7 @@ parse_line(struct parser *p, char *line, size_t len)
 	int commented;
 
 	if (strlen(line) != len)
-		return perr(p, "line contains a NUL byte");
+		return lerr(p, "line contains a NUL byte");
 	while (len > 0 && strchr(BLANKS "\r\n", line[len - 1]) != NULL)
 		line[--len] = '\0';
 	word = line + strspn(line, BLANKS);
@@ -1147,16 +1004,16 @@ parse_line(struct parser *p, char *line, size_t len)
 		return unknown_keyword(p, word);
 	i = keyword_index(kw);
 	if (!kw->repeat && (prev = p->seen[i]) != 0)
-		return perr(p, "\"%s\" already set at line %zu", kw->name,
+		return lerr(p, "\"%s\" already set at line %zu", kw->name,
 		    prev);
 	/* "password = x" would silently make "= x" the password. */
 	if (*value == '=')
-		return perr(p, "\"%s\" must be followed by a blank, not '=' "
+		return lerr(p, "\"%s\" must be followed by a blank, not '=' "
 		    "(quote a value that begins with '=')", kw->name);
 	if (unquote(p, value) == -1)
 		return -1;
 	if (*value == '\0')
-		return perr(p, "missing value for \"%s\"", kw->name);
+		return lerr(p, "missing value for \"%s\"", kw->name);
 	commented = strstr(value, " #") != NULL || strstr(value, "\t#") != NULL;
 	if (kw->set(p, kw, value) == -1) {
 		/* The usual cause: a comment after the value (ssmtp allows). */
@@ -1214,7 +1071,7 @@ check_credentials(struct parser *p)
 			if (seen(p, creds[i]) == 0)
 				continue;
 			p->lineno = seen(p, "tls");
-			return perr(p, "tls none cannot be combined with %s "
+			return lerr(p, "tls none cannot be combined with %s "
 			    "(credentials would cross the network in clear)",
 			    creds[i]);
 		}
@@ -1224,12 +1081,12 @@ check_credentials(struct parser *p)
 			source = secret_keywords[i];
 	if (c->user != NULL && source == NULL) {
 		p->lineno = seen(p, "user");
-		return perr(p, "user is set but none of password, "
+		return lerr(p, "user is set but none of password, "
 		    "password_file, password_command or password_env is");
 	}
 	if (c->user == NULL && source != NULL) {
 		p->lineno = line;
-		return perr(p, "%s is set but user is not", source);
+		return lerr(p, "%s is set but user is not", source);
 	}
 	return 0;
 }
@@ -1243,7 +1100,7 @@ needs_tls(struct parser *p, const char *name)
 	if (line == 0)
 		return 0;
 	p->lineno = line;
-	return perr(p, "%s needs TLS, but tls is none", name);
+	return lerr(p, "%s needs TLS, but tls is none", name);
 }
 
 static int
@@ -1264,7 +1121,7 @@ check_tls(struct parser *p)
 	/* Without a pin the chain and name are checked: nothing to choose. */
 	if (p->tls_verify != -1 && !pin) {
 		p->lineno = seen(p, "tls_verify");
-		return perr(p, "tls_verify %s needs tls_fingerprint or "
+		return lerr(p, "tls_verify %s needs tls_fingerprint or "
 		    "tls_pubkey_fingerprint%s", verify_words[p->tls_verify],
 		    p->tls_verify == VERIFY_BOTH ? " (without a pin, the "
 		    "chain and host name are always checked)" : "");
@@ -1272,12 +1129,12 @@ check_tls(struct parser *p)
 	c->verify_chain = !pin || p->tls_verify == VERIFY_BOTH;
 	if (c->client_cert != NULL && c->client_key == NULL) {
 		p->lineno = seen(p, "tls_client_cert");
-		return perr(p, "tls_client_cert is set but tls_client_key "
+		return lerr(p, "tls_client_cert is set but tls_client_key "
 		    "is not");
 	}
 	if (c->client_key != NULL && c->client_cert == NULL) {
 		p->lineno = seen(p, "tls_client_key");
-		return perr(p, "tls_client_key is set but tls_client_cert "
+		return lerr(p, "tls_client_key is set but tls_client_cert "
 		    "is not");
 	}
 	/* BearSSL matches names only (no iPAddress SANs): it could never work. */
@@ -1350,7 +1207,7 @@ next_line(struct parser *p, FILE *fp, char *buf)
 		/* Room for LINE_CAP octets and a CR before the LF. */
 		if (len == LINE_CAP + 1 && (ch != '\n' ||
 		    buf[LINE_CAP] != '\r'))
-			return perr(p, "line longer than %d octets", LINE_CAP);
+			return lerr(p, "line longer than %d octets", LINE_CAP);
 		buf[len++] = (char)ch;
 		if (ch == '\n')
 			break;
@@ -1359,7 +1216,7 @@ next_line(struct parser *p, FILE *fp, char *buf)
 		return ferr(p, "%s", strerror(errno != 0 ? errno : EIO));
 	if (len == LINE_CAP + 1 && buf[LINE_CAP] != '\n' &&
 	    buf[LINE_CAP] != '\r')
-		return perr(p, "line longer than %d octets", LINE_CAP);
+		return lerr(p, "line longer than %d octets", LINE_CAP);
 	buf[len] = '\0';
 	return (ssize_t)len;
 }
@@ -1461,398 +1318,6 @@ conf_free(struct conf *c)
 	free(c->password_command);
 	free(c->password_env);
 	memset(c, 0, sizeof(*c));
-}
-
-/* ---- the secret, fetched when it is needed ----------------------------- */
-
-static int	serr(const struct conf *, char *, size_t, const char *, ...)
-		    __attribute__((__format__(__printf__, 4, 5)));
-
-/* An error of conf_secret(), naming the file; always returns -1. */
-static int
-serr(const struct conf *c, char *err, size_t errlen, const char *fmt, ...)
-{
-	char path[256];
-	va_list ap;
-	int n;
-
-	sanitise(path, sizeof(path), c->path, strlen(c->path));
-	n = snprintf(err, errlen, "%s: ", path);
-	if (n < 0 || (size_t)n >= errlen)
-		return -1;
-	va_start(ap, fmt);
-	(void)vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/*
- * password_env: the variable is read once and removed, its value wiped
- * where it lay (/proc/PID/environ shows that memory), so that neither
- * a child nor a look at the process finds it afterwards.
- */
-static int
-secret_env(struct conf *c, char *err, size_t errlen)
-{
-	const char *name = c->password_env;
-	size_t len;
-	char *value;
-
-	/* The caller chose the environment: it must not pick our secret. */
-	if (privileged())
-		return serr(c, err, errlen, "password_env cannot be used by a "
-		    "setgid relay: the environment belongs to the caller; use "
-		    "password_file or password_command");
-	if ((value = getenv(name)) == NULL)
-		return serr(c, err, errlen, "password_env %s: the variable is "
-		    "not set", name);
-	switch (secret_line(value, strlen(value), &len)) {
-	case LINE_OK:
-		break;
-	case LINE_LONG:
-		return serr(c, err, errlen, "password_env %s: the value is "
-		    "longer than %d octets", name, SECRET_CAP);
-	default:
-		return serr(c, err, errlen, "password_env %s: the variable is "
-		    "empty", name);
-	}
-	if ((c->password = secret_dup(value, len)) == NULL)
-		return serr(c, err, errlen, "%s", strerror(errno));
-	explicit_bzero(value, strlen(value));
-	if (unsetenv(name) == -1)
-		return serr(c, err, errlen, "password_env %s: %s", name,
-		    strerror(errno));
-	return 0;
-}
-
-/* Everything the child needs, made before fork(). */
-struct command {
-	char	 *words;	/* password_command, split in place */
-	char	**argv;
-	char	 *envp[5];	/* PATH, HOME, LOGNAME, USER, NULL */
-	char	  prog[SHOWN];	/* argv[0], safe to print */
-	int	  timeout;	/* seconds */
-};
-
-static void
-command_free(struct command *cmd)
-{
-	size_t i;
-
-	free(cmd->words);
-	free(cmd->argv);
-	for (i = 0; i < sizeof(cmd->envp) / sizeof(cmd->envp[0]); i++)
-		free(cmd->envp[i]);
-}
-
-/* "NAME=value" into the next free slot of cmd->envp. */
-static int
-command_env(struct command *cmd, const char *name, const char *value)
-{
-	size_t i = 0, len;
-
-	while (cmd->envp[i] != NULL)
-		i++;
-	len = strlen(name) + 1 + strlen(value) + 1;
-	if ((cmd->envp[i] = malloc(len)) == NULL)
-		return -1;
-	(void)snprintf(cmd->envp[i], len, "%s=%s", name, value);
-	return 0;
-}
-
-/*
- * Split at blanks, no shell, no quoting.  A fixed, small environment: the
- * caller's (LD_PRELOAD, PATH, IFS...) must not steer the program, and a
- * setgid relay would otherwise hand it over with the group's rights.
- */
-static int
-command_prepare(const struct conf *c, struct command *cmd)
-{
-	const struct passwd *pw;
-	char *rest, *word;
-	size_t n = 0;
-
-	memset(cmd, 0, sizeof(*cmd));
-	if ((cmd->words = strdup(c->password_command)) == NULL)
-		return -1;
-	if ((cmd->argv = reallocarray(NULL, strlen(cmd->words) / 2 + 2,
-	    sizeof(*cmd->argv))) == NULL)
-		return -1;
-	for (rest = cmd->words; (word = strsep(&rest, BLANKS)) != NULL; )
-		if (*word != '\0')
-			cmd->argv[n++] = word;
-	cmd->argv[n] = NULL;
-	shown(cmd->prog, sizeof(cmd->prog), cmd->argv[0]);
-	if (command_env(cmd, "PATH", "/usr/bin:/bin") == -1)
-		return -1;
-	if ((pw = getpwuid(getuid())) != NULL &&
-	    (command_env(cmd, "HOME", pw->pw_dir) == -1 ||
-	    command_env(cmd, "LOGNAME", pw->pw_name) == -1 ||
-	    command_env(cmd, "USER", pw->pw_name) == -1))
-		return -1;
-	/* timeout_command, when shorter, bounds it too (and the tests). */
-	cmd->timeout = COMMAND_TIMEOUT;
-	if (c->timeout[TMO_COMMAND] > 0 &&
-	    c->timeout[TMO_COMMAND] < cmd->timeout)
-		cmd->timeout = c->timeout[TMO_COMMAND];
-	return 0;
-}
-
-/*
- * After fork(): only async-signal-safe calls.  Standard input /dev/null,
- * standard output the pipe, standard error relay's; fd 3 reports a failed
- * execve() (it closes on success); nothing else stays open.
- */
-static void
-command_child(const struct command *cmd, int outfd, int errfd)
-{
-	static const int sigs[] = {
-		SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM,
-		SIGUSR1, SIGUSR2
-	};
-	sigset_t none;
-	size_t i;
-	ssize_t n;
-	int fd, saved, report = errfd;
-
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		(void)signal(sigs[i], SIG_DFL);
-	(void)sigemptyset(&none);
-	(void)sigprocmask(SIG_SETMASK, &none, NULL);
-	if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
-	    dup2(fd, STDIN_FILENO) == -1 || dup2(outfd, STDOUT_FILENO) == -1 ||
-	    dup2(errfd, 3) == -1)
-		goto fail;
-	report = 3;
-	if (fcntl(3, F_SETFD, FD_CLOEXEC) == -1 || chdir("/") == -1)
-		goto fail;
-	closefrom(4);
-	(void)execve(cmd->argv[0], cmd->argv, cmd->envp);
-fail:
-	saved = errno;
-	n = write(report, &saved, sizeof(saved));
-	_exit(n == -1 ? 126 : 127);
-}
-
-/* Milliseconds left until the deadline, 0 when it has passed. */
-static int
-ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-	long long ms;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &now) == -1)
-		return 0;
-	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
-	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
-	return ms <= 0 ? 0 : ms > INT_MAX ? INT_MAX : (int)ms;
-}
-
-/*
- * The child's standard output until it closes or the deadline: the first
- * size octets into buf, the rest read and dropped.  Returns the octets
- * kept, -1 on error, -2 at the deadline.
- */
-static ssize_t
-command_output(int fd, char *buf, size_t size,
-    const struct timespec *deadline)
-{
-	struct pollfd pfd = { fd, POLLIN, 0 };
-	char drop[512];
-	size_t got = 0;
-	ssize_t n;
-	int left, rv;
-
-	for (;;) {
-		if ((left = ms_left(deadline)) == 0)
-			return -2;
-		if ((rv = poll(&pfd, 1, left)) == -1 && errno != EINTR)
-			return -1;
-		if (rv <= 0)
-			continue;
-		if (got < size)
-			n = read(fd, buf + got, size - got);
-		else
-			n = read(fd, drop, sizeof(drop));
-		if (n == -1 && errno != EINTR && errno != EAGAIN)
-			return -1;
-		if (n == 0)
-			return (ssize_t)got;
-		if (n > 0 && got < size)
-			got += (size_t)n;
-	}
-}
-
-/*
- * Reap the child, killing it at the deadline.  Returns 0, -1 on error
- * (errno set), -2 when it had to be killed.
- */
-static int
-command_wait(pid_t pid, int *status, const struct timespec *deadline)
-{
-	const struct timespec tick = { 0, 10 * 1000 * 1000 };
-	pid_t rv;
-
-	for (;;) {
-		if ((rv = waitpid(pid, status, WNOHANG)) == pid)
-			return 0;
-		if (rv == -1 && errno != EINTR)
-			return -1;
-		if (rv == 0 && ms_left(deadline) == 0)
-			break;
-		(void)nanosleep(&tick, NULL);
-	}
-	(void)kill(pid, SIGKILL);
-	while ((rv = waitpid(pid, status, 0)) == -1 && errno == EINTR)
-		;
-	return rv == pid ? -2 : -1;
-}
-
-/* The secret from what the command printed, or why there is none. */
-static int
-command_result(struct conf *c, const struct command *cmd, char *buf,
-    ssize_t got, int status, char *err, size_t errlen)
-{
-	size_t len;
-
-	if (WIFSIGNALED(status))
-		return serr(c, err, errlen, "password_command %s was killed "
-		    "by signal %d", cmd->prog, WTERMSIG(status));
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return serr(c, err, errlen, "password_command %s exited with "
-		    "status %d", cmd->prog, WEXITSTATUS(status));
-	if (got == 0)
-		return serr(c, err, errlen, "password_command %s printed "
-		    "nothing", cmd->prog);
-	switch (secret_line(buf, (size_t)got, &len)) {
-	case LINE_OK:
-		break;
-	case LINE_EMPTY:
-		return serr(c, err, errlen, "password_command %s printed an "
-		    "empty first line", cmd->prog);
-	case LINE_NUL:
-		return serr(c, err, errlen, "password_command %s printed a "
-		    "NUL byte", cmd->prog);
-	case LINE_LONG:
-		return serr(c, err, errlen, "password_command %s printed a "
-		    "first line longer than %d octets", cmd->prog,
-		    SECRET_CAP);
-	}
-	if ((c->password = secret_dup(buf, len)) == NULL)
-		return serr(c, err, errlen, "%s", strerror(errno));
-	return 0;
-}
-
-/*
- * password_command: run the program, its first line of output is the
- * secret.  It never passes through an argument or the environment.
- */
-static int
-secret_command(struct conf *c, char *err, size_t errlen)
-{
-	struct command cmd;
-	struct sigaction dfl, old;
-	struct timespec deadline;
-	size_t size = SECRET_CAP + 2;
-	char *buf = NULL;
-	int out[2] = { -1, -1 }, ex[2] = { -1, -1 }, status = 0, rv = -1;
-	int execerr = 0, saved;
-	ssize_t got = -1, n;
-	pid_t pid = -1;
-
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	(void)sigemptyset(&dfl.sa_mask);
-	/* An inherited SIGCHLD SIG_IGN would reap the child behind our back. */
-	if (sigaction(SIGCHLD, &dfl, &old) == -1)
-		return serr(c, err, errlen, "sigaction: %s", strerror(errno));
-	if (command_prepare(c, &cmd) == -1 || (buf = malloc(size)) == NULL ||
-	    pipe(out) == -1 || pipe(ex) == -1 ||
-	    fcntl(out[0], F_SETFD, FD_CLOEXEC) == -1 ||
-	    fcntl(out[1], F_SETFD, FD_CLOEXEC) == -1 ||
-	    fcntl(ex[0], F_SETFD, FD_CLOEXEC) == -1 ||
-	    fcntl(ex[1], F_SETFD, FD_CLOEXEC) == -1 ||
-	    clock_gettime(CLOCK_MONOTONIC, &deadline) == -1 ||
-	    (pid = fork()) == -1) {
-		(void)serr(c, err, errlen, "password_command %s: %s",
-		    cmd.prog, strerror(errno));
-		goto done;
-	}
-	if (pid == 0)
-		command_child(&cmd, out[1], ex[1]);
-	(void)close(out[1]);
-	(void)close(ex[1]);
-	out[1] = ex[1] = -1;
-	deadline.tv_sec += cmd.timeout;
-	/* The write end closes at execve(), or brings its errno. */
-	while ((n = read(ex[0], &execerr, sizeof(execerr))) == -1 &&
-	    errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof(execerr)) {
-		(void)command_wait(pid, &status, &deadline);
-		(void)serr(c, err, errlen, "password_command %s: cannot run "
-		    "it: %s", cmd.prog, strerror(execerr));
-		goto done;
-	}
-	if ((got = command_output(out[0], buf, size, &deadline)) == -1) {
-		saved = errno;
-		(void)command_wait(pid, &status, &deadline);
-		(void)serr(c, err, errlen, "password_command %s: reading its "
-		    "output: %s", cmd.prog, strerror(saved));
-		goto done;
-	}
-	/* At the deadline already (got == -2), this kills it at once. */
-	switch (command_wait(pid, &status, &deadline)) {
-	case -1:
-		(void)serr(c, err, errlen, "password_command %s: waitpid: %s",
-		    cmd.prog, strerror(errno));
-		break;
-	case -2:
-		(void)serr(c, err, errlen, "password_command %s did not finish "
-		    "in %ds and was killed", cmd.prog, cmd.timeout);
-		break;
-	default:
-		if (got == -2)
-			(void)serr(c, err, errlen, "password_command %s did not "
-			    "close its output in %ds", cmd.prog, cmd.timeout);
-		else
-			rv = command_result(c, &cmd, buf, got, status, err,
-			    errlen);
-		break;
-	}
-done:
-	if (out[0] != -1)
-		(void)close(out[0]);
-	if (out[1] != -1)
-		(void)close(out[1]);
-	if (ex[0] != -1)
-		(void)close(ex[0]);
-	if (ex[1] != -1)
-		(void)close(ex[1]);
-	if (buf != NULL)
-		freezero(buf, size);
-	command_free(&cmd);
-	(void)sigaction(SIGCHLD, &old, NULL);
-	return rv;
-}
-
-int
-conf_secret(struct conf *c, char *err, size_t errlen)
-{
-	/* Inline, from password_file, or fetched already. */
-	if (c->user == NULL || c->password != NULL)
-		return 0;
-	if (c->password_env != NULL)
-		return secret_env(c, err, errlen);
-	if (c->password_command != NULL)
-		return secret_command(c, err, errlen);
-	return 0;
-}
-
-int
-privileged(void)
-{
-	return getegid() != getgid() || geteuid() != getuid();
 }
 
 const struct alias *

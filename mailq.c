@@ -113,7 +113,7 @@ list_entry(const struct qentry *e, time_t now)
  * others); returns how many could not be read.
  */
 static size_t
-list_dir(struct queue *q, int failed, size_t *count, long long *octets,
+list_visible(struct queue *q, int failed, size_t *count, long long *octets,
     size_t *hidden)
 {
 	struct qentry e;
@@ -171,8 +171,8 @@ mailq(const struct conf *conf)
 		warnx("%s", err);
 		return ex;
 	}
-	bad = list_dir(&q, 0, &queued, &octets, &hidden);
-	bad += list_dir(&q, 1, &failed, &failed_octets, &hidden);
+	bad = list_visible(&q, 0, &queued, &octets, &hidden);
+	bad += list_visible(&q, 1, &failed, &failed_octets, &hidden);
 	if (queued == 0 && failed == 0 && bad == 0 && hidden == 0)
 		printf("Mail queue is empty\n");
 	else

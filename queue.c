@@ -565,8 +565,8 @@ queue_new_id(char *id, size_t idlen)
 	    (unsigned)arc4random_uniform(0x1000000));
 }
 
-static int
-taken(struct queue *q, const char *id)
+int
+queue_has(struct queue *q, const char *id)
 {
 	struct stat st;
 
@@ -597,7 +597,7 @@ new_entry_dir(struct queue *q, const char *want, char *id, size_t idlen)
 			strlcpy(id, want, idlen);
 		else
 			queue_new_id(id, idlen);
-		if (taken(q, id)) {
+		if (queue_has(q, id)) {
 			saved = EEXIST;
 		} else if (mkdirat(q->tmpfd, id, like_parent(q->tmpfd, 0770)) ==
 		    0)

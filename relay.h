@@ -86,6 +86,11 @@ struct conf {
  */
 int	 conf_load(struct conf *, const char *path, char *err, size_t errlen);
 void	 conf_free(struct conf *);
+/* The alias for a local name: an exact match, else "*", else NULL. */
+const struct alias *conf_alias(const struct conf *, const char *name);
+
+/* ---- secret.c: secrets from a file, the environment or a command ------ */
+
 /*
  * Fetch the AUTH secret from where the configuration says it is
  * (password_command, password_env...) into conf->password, for runs
@@ -93,10 +98,22 @@ void	 conf_free(struct conf *);
  * Returns 0, or -1 with err set to one line (the caller exits EX_CONFIG).
  */
 int	 conf_secret(struct conf *, char *err, size_t errlen);
-/* Does this process run with more rights than its caller (setgid)? */
-int	 privileged(void);
-/* The alias for a local name: an exact match, else "*", else NULL. */
-const struct alias *conf_alias(const struct conf *, const char *name);
+/*
+ * Open a file holding a secret, given with keyword (password_file,
+ * tls_client_key): a regular file that others cannot open.  Returns the
+ * descriptor, or -1 with err set to one line that does not say where the
+ * keyword was ("password_file /x is readable by others ...").
+ */
+int	 secret_file_open(const char *keyword, const char *file, char *err,
+	    size_t errlen);
+/*
+ * The secret in the first line of such a file, into *secret (for the
+ * caller to freezero).  Returns 0, or -1 with err set as above.
+ */
+int	 secret_file_read(const char *keyword, const char *file,
+	    char **secret, char *err, size_t errlen);
+/* "readable", "writable" or "accessible": what others may do, by mode. */
+const char *others_can(mode_t);
 
 /* ---- addr.c: RFC 5322 address lists ----------------------------------- */
 
@@ -626,6 +643,8 @@ int	 queue_add_as(struct queue *, const struct msg *, const char *origin,
 	    const char *id, struct qentry *e, char *err, size_t errlen);
 /* A fresh id: creation time and randomness, sorting by age. */
 void	 queue_new_id(char *id, size_t idlen);
+/* Is anything named id in queue/ or failed/ (an entry, locked or not)? */
+int	 queue_has(struct queue *, const char *id);
 /*
  * Keep what never became a message (a bad spool file) in failed/ID:
  * srcfd's bytes (none if -1) and why.  Returns EX_OK or a sysexits code.
@@ -686,7 +705,7 @@ int	 bounce_write(int fd, const struct conf *, const struct qentry *e,
 	    const size_t *which, size_t nwhich, time_t now, char *err,
 	    size_t errlen);
 
-/* ---- flush.c: delivering queue entries -------------------------------- */
+/* ---- deliver.c: delivering queue entries ------------------------------ */
 
 /* One run of relay: a submission or a flush, over one session. */
 struct run {
@@ -745,6 +764,8 @@ ssize_t	 pread_all(int fd, char *p, size_t n, off_t off);
 ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
 /* Is c WSP (RFC 5234: SP or HTAB)? */
 int	 is_wsp(unsigned char c);
+/* Does this process run with more rights than its caller (setgid)? */
+int	 privileged(void);
 
 /* ---- for the unit tests only: anchors.c, for test/unit_anchors.c ----- */
 

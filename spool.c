@@ -30,15 +30,6 @@ struct spool {
 	int		 dirfd;
 };
 
-static int
-in_queue(struct queue *q, const char *id)
-{
-	struct stat st;
-
-	return fstatat(q->queuefd, id, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-	    fstatat(q->failedfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 /* Keep a bad file's bytes (if fd != -1) and why in failed/, then drop it. */
 static void
 reject(struct spool *sp, const char *name, const char *path, const char *id,
@@ -192,7 +183,7 @@ one_claim(struct spool *sp, const char *claim)
 		(void)close(fd);	/* its run is still at it */
 		return;
 	}
-	if (in_queue(sp->r->q, id)) {
+	if (queue_has(sp->r->q, id)) {
 		(void)unlinkat(sp->dirfd, claim, 0);
 		(void)fsync(sp->dirfd);
 	} else

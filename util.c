@@ -1,6 +1,7 @@
 /*
  * Small helpers shared by several files: the log, making untrusted text
- * safe to print, Base64 for AUTH, and what is whitespace.
+ * safe to print, Base64 for AUTH, what is whitespace, and whether relay
+ * runs setgid.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -151,4 +152,10 @@ int
 is_wsp(unsigned char c)
 {
 	return c == ' ' || c == '\t';
+}
+
+int
+privileged(void)
+{
+	return getegid() != getgid() || geteuid() != getuid();
 }

@@ -1,8 +1,8 @@
 /*
- * Unit tests for conf.c: each test writes relay.conf into a fresh temporary
- * directory (the current directory while the tests run, so that messages
- * read "relay.conf:N: ..."), loads it and checks the result or the exact
- * error message.
+ * Unit tests for conf.c and secret.c: each test writes relay.conf into a
+ * fresh temporary directory (the current directory while the tests run,
+ * so that messages read "relay.conf:N: ..."), loads it and checks the
+ * result or the exact error message.
  */
 #include <sys/stat.h>
 

@@ -111,7 +111,7 @@ set_reply(struct qrcpt *rc, const char *text)
 }
 
 static void
-add_note(struct qentry *e, const char *note)
+add_entry_note(struct qentry *e, const char *note)
 {
 	char *joined;
 	size_t len;
@@ -186,7 +186,7 @@ attempt(struct run *r, struct qentry *e, struct outcome *o)
 	e->attempts++;
 	e->last_attempt = time(NULL);
 	if (m.note != NULL)	/* converted on the way (no 8BITMIME) */
-		add_note(e, m.note);
+		add_entry_note(e, m.note);
 	msg_free(&m);
 	free(idx);
 }
@@ -269,7 +269,7 @@ reason(struct qentry *e, const struct outcome *o)
 
 /* Write down what the attempt left: wait, done, or given up. */
 static int
-settle(struct run *r, struct qentry *e, struct outcome *o)
+settle_entry(struct run *r, struct qentry *e, struct outcome *o)
 {
 	char err[ERRLEN];
 	int rv;
@@ -294,7 +294,7 @@ settle(struct run *r, struct qentry *e, struct outcome *o)
 }
 
 static const char *
-status_word(const struct qentry *e, const struct outcome *o)
+outcome_word(const struct qentry *e, const struct outcome *o)
 {
 	if (o->newly_failed > 0)
 		return e->sender[0] == '\0' || !o->bounced ? "failed" :
@@ -389,8 +389,8 @@ process(struct run *r, struct qentry *e, int submitted)
 				e->rcpts[which[i]].state = RS_PENDING;
 			o.newly_failed = 0;
 		}
-		status = status_word(e, &o);
-		(void)settle(r, e, &o);
+		status = outcome_word(e, &o);
+		(void)settle_entry(r, e, &o);
 	}
 	log_attempt(r, e, before, &o, status, seconds_since(&start));
 	if (submitted && ex == EX_OK && strcmp(status, "sent") != 0)
