@@ -158,8 +158,17 @@ class Handler:
         return [("250 " if i == len(lines) - 1 else "250-") + s
                 for i, s in enumerate(lines)]
 
+    def _not_fqdn(self, name):
+        """Postfix's reject_non_fqdn_*: a dot, or an address literal."""
+        return (self.opts.strict_fqdn and not name.startswith("[")
+                and "." not in name.rstrip("."))
+
     async def handle_EHLO(self, server, session, envelope, hostname,
                           responses):
+        if self._not_fqdn(hostname):
+            self.store.event("refuse-helo", server.conn_id, hostname)
+            return [f"504 5.5.2 <{hostname}>: Helo command rejected: "
+                    "need fully-qualified hostname"]
         # The 5-argument hook must set host_name itself, or every later
         # MAIL is answered "503 Error: send HELO first".
         session.host_name = hostname
@@ -175,16 +184,31 @@ class Handler:
         if address == NULL_SENDER and server.null_sender:
             address = "<>"      # truthy, so RCPT sees a MAIL was given
         server.null_sender = False
+        if address != "<>" and self._not_fqdn(address.rpartition("@")[2]
+                                             if "@" in address else ""):
+            self.store.event("refuse-sender", server.conn_id, address)
+            return (f"504 5.5.2 <{address}>: Sender address rejected: "
+                    "need fully-qualified address")
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         self.store.event("mail", server.conn_id, address)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
+        if self._not_fqdn(address.rpartition("@")[2] if "@" in address
+                          else ""):
+            self.store.event("refuse-rcpt", server.conn_id, address)
+            return (f"504 5.5.2 <{address}>: Recipient address rejected: "
+                    "need fully-qualified address")
         for prefix in self.opts.reject_rcpt:
             if address.startswith(prefix):
                 self.store.event("reject", server.conn_id, address)
-                return f"550 5.1.1 <{address}>: recipient rejected"
+                return (f"550 5.1.1 <{address}>: "
+                        + (self.opts.reject_text or "recipient rejected"))
+        if (self.opts.max_rcpts
+                and len(envelope.rcpt_tos) >= self.opts.max_rcpts):
+            self.store.event("too-many", server.conn_id, address)
+            return "452 4.5.3 Error: too many recipients"
         for prefix in self.opts.defer_rcpt:
             if address.startswith(prefix):
                 self.store.event("defer", server.conn_id, address)
@@ -517,6 +541,13 @@ def parse_args(argv):
                    metavar="PREFIX", help="550 to RCPT addresses with PREFIX")
     p.add_argument("--defer-rcpt", action="append", default=[],
                    metavar="PREFIX", help="451 to RCPT addresses with PREFIX")
+    p.add_argument("--max-rcpts", type=int, default=0,
+                   help="452 to RCPTs past this many in one transaction")
+    p.add_argument("--strict-fqdn", action="store_true",
+                   help="504 to a HELO name, sender or recipient domain "
+                   "that is not fully qualified (Postfix's reject_non_fqdn_*)")
+    p.add_argument("--reject-text", metavar="TEXT",
+                   help="the text of --reject-rcpt's 550")
     p.add_argument("--stall-seconds", type=float, default=30)
     p.add_argument("--size-limit", type=int, default=None,
                    help="advertised and enforced SIZE; 0: none")
