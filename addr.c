@@ -8,7 +8,6 @@
  * dropping folding whitespace; the parser then walks the tokens.  Every
  * token keeps its offsets so callers can rewrite a header in place.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,20 +59,8 @@ static const char atext_punct[] = "!#$%&'*+-/=?^_`{|}~";
 /* RFC 5322 3.2.3 specials that are tokens of their own here. */
 static const char token_specials[] = "<>@,;:.";
 
-static int	 perr(struct parser *, const char *, ...)
-		    __attribute__((__format__(__printf__, 2, 3)));
-
-static int
-perr(struct parser *p, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	/* A truncated error message is still a useful one. */
-	(void)vsnprintf(p->err, p->errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+/* An error of the parse; always -1. */
+#define perr(p, ...)	errf((p)->err, (p)->errlen, -1, __VA_ARGS__)
 
 static int
 is_alnum(unsigned char c)

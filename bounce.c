@@ -26,14 +26,11 @@
 #define HDRS_MAX	65536		/* of the original header block */
 #define REPLY_SHOWN	4096		/* of one reply; the rest is cut */
 #define CUT_MARK	" [...]"
-#define OUTBUF		8192
-
 struct out {
-	int	 fd;
-	char	*err;
-	size_t	 errlen;
-	size_t	 used;
-	char	 buf[OUTBUF];
+	int		 fd;
+	char		*err;
+	size_t		 errlen;
+	struct wbuf	 buf;	/* onto fd */
 };
 
 /* Everything the parts of one report are made from. */
@@ -59,42 +56,23 @@ static int	 put_line(struct out *, const char *, ...)
 /* ---- output ------------------------------------------------------------- */
 
 static int
+out_failed(struct out *o)
+{
+	(void)snprintf(o->err, o->errlen, "cannot write the bounce: %s",
+	    strerror(errno));
+	return -1;
+}
+
+static int
 out_flush(struct out *o)
 {
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < o->used) {
-		if ((n = write(o->fd, o->buf + off, o->used - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			(void)snprintf(o->err, o->errlen,
-			    "cannot write the bounce: %s", strerror(errno));
-			return -1;
-		}
-		off += (size_t)n;
-	}
-	o->used = 0;
-	return 0;
+	return wbuf_flush(&o->buf) == -1 ? out_failed(o) : 0;
 }
 
 static int
 put(struct out *o, const char *p, size_t n)
 {
-	size_t k;
-
-	while (n > 0) {
-		if (o->used == sizeof(o->buf) && out_flush(o) == -1)
-			return -1;
-		k = sizeof(o->buf) - o->used;
-		if (k > n)
-			k = n;
-		memcpy(o->buf + o->used, p, k);
-		o->used += k;
-		p += k;
-		n -= k;
-	}
-	return 0;
+	return wbuf_put(&o->buf, p, n) == -1 ? out_failed(o) : 0;
 }
 
 static int
@@ -194,20 +172,6 @@ fmt_date(char *buf, size_t len, time_t t)
 	    strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
 		return -1;
 	return 0;
-}
-
-static void
-hex_random(char *buf, size_t len)
-{
-	unsigned char rnd[8];
-	size_t i;
-
-	arc4random_buf(rnd, sizeof(rnd));
-	for (i = 0; i < sizeof(rnd) && 2 * i + 2 < len; i++) {
-		buf[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		buf[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	buf[2 * i] = '\0';
 }
 
 static int
@@ -616,6 +580,7 @@ bounce_write(int fd, const struct conf *conf, const struct qentry *e,
 	r->helo = conf->helo != NULL ? conf->helo : "localhost";
 	r->host = conf->host != NULL ? conf->host : "smarthost";
 	r->out.fd = fd;
+	wbuf_init(&r->out.buf, wbuf_put_fd, &r->out.fd);
 	r->out.err = err;
 	r->out.errlen = errlen;
 	/* RFC 2046 5.1.1: random, so no header line can hold it. */

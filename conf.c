@@ -171,16 +171,17 @@ static const char *const secret_keywords[] = {
 
 /* ---- errors ------------------------------------------------------------ */
 
-static void	verr(struct parser *, int, const char *, va_list)
-		    __attribute__((__format__(__printf__, 3, 0)));
-static int	lerr(struct parser *, const char *, ...)
-		    __attribute__((__format__(__printf__, 2, 3)));
-static int	ferr(struct parser *, const char *, ...)
-		    __attribute__((__format__(__printf__, 2, 3)));
+static int	where_err(struct parser *, int, const char *, ...)
+		    __attribute__((__format__(__printf__, 3, 4)));
 
-static void
-verr(struct parser *p, int withline, const char *fmt, va_list ap)
+/*
+ * "relay.conf:12: " (withline) or "relay.conf: " before the error;
+ * always returns -1.
+ */
+static int
+where_err(struct parser *p, int withline, const char *fmt, ...)
 {
+	va_list ap;
 	int n;
 
 	if (withline)
@@ -188,33 +189,16 @@ verr(struct parser *p, int withline, const char *fmt, va_list ap)
 	else
 		n = snprintf(p->err, p->errlen, "%s: ", p->path);
 	if (n < 0 || (size_t)n >= p->errlen)
-		return;
-	(void)vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-}
-
-/* An error at the current line; always returns -1. */
-static int
-lerr(struct parser *p, const char *fmt, ...)
-{
-	va_list ap;
-
+		return -1;
 	va_start(ap, fmt);
-	verr(p, 1, fmt, ap);
+	(void)verrf(p->err + n, p->errlen - (size_t)n, -1, fmt, ap);
 	va_end(ap);
 	return -1;
 }
 
-/* An error about the file as a whole; always returns -1. */
-static int
-ferr(struct parser *p, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	verr(p, 0, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+/* An error at the current line, or about the file as a whole. */
+#define lerr(p, ...)	where_err(p, 1, __VA_ARGS__)
+#define ferr(p, ...)	where_err(p, 0, __VA_ARGS__)
 
 /* Values end up in messages on terminals and in syslog: escape them. */
 static const char *

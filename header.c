@@ -665,23 +665,16 @@ add_message_id(struct work *w)
 	const char *at = strrchr(w->msg->sender, '@');
 	const char *domain = at != NULL && at[1] != '\0' ? at + 1 :
 	    w->conf->helo != NULL ? w->conf->helo : "localhost";
-	unsigned char rnd[8];
-	char stamp[32], hex[sizeof(rnd) * 2 + 1];
+	char stamp[32], hex[17];		/* 64 random bits */
 	time_t now = time(NULL);
 	struct buf b = { NULL, 0, 0 };
 	struct tm tm;
-	size_t i;
 	int ex;
 
 	if (gmtime_r(&now, &tm) == NULL ||
 	    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm) == 0)
 		return failf(w, EX_OSERR, "cannot format the date");
-	arc4random_buf(rnd, sizeof(rnd));
-	for (i = 0; i < sizeof(rnd); i++) {
-		hex[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		hex[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	hex[sizeof(hex) - 1] = '\0';
+	hex_random(hex, sizeof(hex));
 	if (buf_printf(&b, "Message-ID: <%s.%s@%s>", stamp, hex, domain) == -1)
 		return nomem(w);
 	ex = header_add(w, b.p);

@@ -90,7 +90,7 @@ static int
 qp_emit(struct work *w, struct bodyfile *out, struct qp *q, unsigned char c,
     int encode)
 {
-	char enc[3];
+	char enc[4];
 	size_t width = encode ? 3 : 1;
 	int ex;
 
@@ -103,8 +103,7 @@ qp_emit(struct work *w, struct bodyfile *out, struct qp *q, unsigned char c,
 	if (!encode)
 		return bodyfile_putc(w, out, (char)c);
 	enc[0] = '=';
-	enc[1] = "0123456789ABCDEF"[c >> 4];
-	enc[2] = "0123456789ABCDEF"[c & 15];
+	hex_encode(enc + 1, sizeof(enc) - 1, &c, 1, HEX_UPPER);
 	return bodyfile_put(w, out, enc, 3);
 }
 

@@ -30,10 +30,9 @@
 
 /* Buffered writes to an unlinked temporary file. */
 struct bodyfile {
-	int	 fd;
-	off_t	 len;		/* octets written, buffered ones included */
-	size_t	 used;
-	char	 buf[CHUNK];
+	int		 fd;
+	off_t		 len;	/* octets written, buffered ones included */
+	struct wbuf	 out;	/* onto fd */
 };
 
 /* Lead octets of UTF-8 sequences (RFC 3629 4) and their first follower. */
@@ -49,18 +48,6 @@ static const struct {
 	{ 0xf1, 0xf3, 3, 0x80, 0xbf },
 	{ 0xf4, 0xf4, 3, 0x80, 0x8f },		/* nothing past U+10FFFF */
 };
-
-int
-failf(struct work *w, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	/* A truncated error message is still a useful one. */
-	(void)vsnprintf(w->err, w->errlen, fmt, ap);
-	va_end(ap);
-	return code;
-}
 
 int
 nomem(struct work *w)
@@ -160,52 +147,32 @@ bodyfile_open(struct work *w, struct bodyfile **bfp)
 	}
 	bf->fd = fd;
 	bf->len = 0;
-	bf->used = 0;
+	wbuf_init(&bf->out, wbuf_put_fd, &bf->fd);
 	*bfp = bf;
 	return EX_OK;
 }
 
 static int
-bodyfile_flush(struct work *w, struct bodyfile *bf)
+bodyfile_failed(struct work *w)
 {
-	if (write_all(bf->fd, bf->buf, bf->used) == -1)
-		return failf(w, EX_TEMPFAIL, "cannot write the spool file: %s",
-		    strerror(errno));
-	bf->used = 0;
-	return EX_OK;
+	return failf(w, EX_TEMPFAIL, "cannot write the spool file: %s",
+	    strerror(errno));
 }
 
 int
 bodyfile_put(struct work *w, struct bodyfile *bf, const char *p, size_t n)
 {
-	size_t room;
-	int ex;
-
-	while (n > 0) {
-		if (bf->used == sizeof(bf->buf) &&
-		    (ex = bodyfile_flush(w, bf)) != EX_OK)
-			return ex;
-		room = sizeof(bf->buf) - bf->used;
-		if (room > n)
-			room = n;
-		memcpy(bf->buf + bf->used, p, room);
-		bf->used += room;
-		bf->len += (off_t)room;
-		p += room;
-		n -= room;
-	}
+	if (wbuf_put(&bf->out, p, n) == -1)
+		return bodyfile_failed(w);
+	bf->len += (off_t)n;
 	return EX_OK;
 }
 
 int
 bodyfile_putc(struct work *w, struct bodyfile *bf, char c)
 {
-	int ex;
-
-	if (bf->used == sizeof(bf->buf) &&
-	    (ex = bodyfile_flush(w, bf)) != EX_OK)
-		return ex;
-	bf->buf[bf->used++] = c;
+	if (wbuf_putc(&bf->out, c) == -1)
+		return bodyfile_failed(w);
 	bf->len++;
 	return EX_OK;
 }
@@ -214,10 +181,8 @@ bodyfile_putc(struct work *w, struct bodyfile *bf, char c)
 int
 bodyfile_adopt(struct work *w, struct bodyfile *bf)
 {
-	int ex;
-
-	if ((ex = bodyfile_flush(w, bf)) != EX_OK)
-		return ex;
+	if (wbuf_flush(&bf->out) == -1)
+		return bodyfile_failed(w);
 	if (w->msg->bodyfd != -1)
 		(void)close(w->msg->bodyfd);
 	w->msg->bodyfd = bf->fd;
@@ -819,12 +784,9 @@ msg_read(struct msg *m, int fd, const struct msgopts *opts,
  * boundaries), for the queue's copy as it is.
  */
 struct stuffer {
-	msg_put_fn	 put;
-	void		*ctx;
 	int		 dots;		/* dot-stuff */
 	int		 bol;		/* next octet starts a line */
-	size_t		 used;
-	char		 buf[CHUNK];
+	struct wbuf	 out;
 };
 
 static struct stuffer *
@@ -834,56 +796,26 @@ stuffer_new(msg_put_fn put, void *ctx, int dots)
 
 	if ((s = malloc(sizeof(*s))) == NULL)
 		return NULL;
-	s->put = put;
-	s->ctx = ctx;
 	s->dots = dots;
 	s->bol = 1;
-	s->used = 0;
+	wbuf_init(&s->out, put, ctx);
 	return s;
-}
-
-static int
-stuff_flush(struct stuffer *s)
-{
-	if (s->used > 0 && s->put(s->ctx, s->buf, s->used) == -1)
-		return -1;
-	s->used = 0;
-	return 0;
-}
-
-/* Without dot-stuffing: plain copies, no need to look at each octet. */
-static int
-stuff_copy(struct stuffer *s, const char *p, size_t n)
-{
-	size_t room;
-
-	while (n > 0) {
-		if (s->used == sizeof(s->buf) && stuff_flush(s) == -1)
-			return -1;
-		room = sizeof(s->buf) - s->used;
-		if (room > n)
-			room = n;
-		memcpy(s->buf + s->used, p, room);
-		s->used += room;
-		p += room;
-		n -= room;
-	}
-	return 0;
 }
 
 static int
 stuff(struct stuffer *s, const char *p, size_t n)
 {
+	struct wbuf *o = &s->out;
 	size_t i;
 
-	if (!s->dots)
-		return stuff_copy(s, p, n);
+	if (!s->dots)		/* plain copies, no need to look at each octet */
+		return wbuf_put(o, p, n);
 	for (i = 0; i < n; i++) {
-		if (s->used + 2 > sizeof(s->buf) && stuff_flush(s) == -1)
+		if (o->used + 2 > sizeof(o->buf) && wbuf_flush(o) == -1)
 			return -1;
 		if (s->bol && p[i] == '.')
-			s->buf[s->used++] = '.';
-		s->buf[s->used++] = p[i];
+			o->buf[o->used++] = '.';
+		o->buf[o->used++] = p[i];
 		s->bol = p[i] == '\n';
 	}
 	return 0;
@@ -908,7 +840,7 @@ emit(const struct msg *m, struct stuffer *s)
 	}
 	if (stuff(s, "\r\n", 2) == -1 || body_chunks(m, stuff_chunk, s) != 0)
 		return -1;
-	return stuff_flush(s);
+	return wbuf_flush(&s->out);
 }
 
 int
@@ -926,19 +858,13 @@ msg_send(const struct msg *m, msg_put_fn put, void *ctx)
 	return rc;
 }
 
-static int
-put_fd(void *ctx, const char *buf, size_t len)
-{
-	return write_all(*(int *)ctx, buf, len);
-}
-
 int
 msg_write(const struct msg *m, int fd)
 {
 	struct stuffer *s;
 	int rc, saved;
 
-	if ((s = stuffer_new(put_fd, &fd, 0)) == NULL)
+	if ((s = stuffer_new(wbuf_put_fd, &fd, 0)) == NULL)
 		return -1;
 	rc = emit(m, s);
 	saved = errno;		/* ENOSPC must reach the caller */

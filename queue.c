@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,16 +57,8 @@ errno_exit(int e)
 	}
 }
 
-static int
-qerr(char *err, size_t errlen, int ex, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ex;
-}
+/* An error into err; returns ex. */
+#define qerr(err, errlen, ex, ...)	errf(err, errlen, ex, __VA_ARGS__)
 
 /* "dir/queue/ID: No space left on device", errno's class as the exit. */
 static int

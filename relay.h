@@ -7,6 +7,7 @@
 #define RELAY_H
 
 #include <sys/types.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -272,8 +273,8 @@ struct work {
 };
 
 /* The error, one line, into w->err (cut to fit); returns code. */
-int	 failf(struct work *w, int code, const char *fmt, ...)
-	    __attribute__((__format__(__printf__, 3, 4)));
+#define failf(w, code, ...) \
+	errf((w)->err, (w)->errlen, (code), __VA_ARGS__)
 /* failf for a failed allocation: EX_OSERR. */
 int	 nomem(struct work *w);
 /* Append to a buf: 0, or -1 when out of memory (b as it was). */
@@ -749,6 +750,16 @@ int	 mailq(const struct conf *);
 
 /* ---- shared helpers (util.c) ------------------------------------------ */
 
+/*
+ * Write one error line into err (errlen octets, always terminated, cut
+ * if need be) and return ret: "return errf(err, errlen, EX_DATAERR,
+ * ...)".  The per-file forms (failf, perr, serr, qerr, lerr) only say
+ * which buffer and which return value.
+ */
+int	 errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+	    __attribute__((__format__(__printf__, 4, 5)));
+int	 verrf(char *err, size_t errlen, int ret, const char *fmt, va_list ap)
+	    __attribute__((__format__(__printf__, 4, 0)));
 /* One log line: syslog LOG_MAIL (LOG_INFO if ok, else LOG_ERR) or stderr. */
 void	 log_line(const struct conf *, int ok, const char *fmt, ...)
 	    __attribute__((__format__(__printf__, 3, 4)));
@@ -760,10 +771,46 @@ double	 seconds_since(const struct timespec *start);
 int	 write_all(int fd, const char *p, size_t n);
 /* Read up to n octets at off; a short count means the end of the file. */
 ssize_t	 pread_all(int fd, char *p, size_t n, off_t off);
+#define HEX_UPPER	1	/* hex_encode: A-F, else a-f */
+#define HEX_COLONS	2	/*   "AB:CD:...", as fingerprints are shown */
+/* Hex of n octets of src into dst, cut to fit, always terminated. */
+void	 hex_encode(char *dst, size_t dstlen, const void *src, size_t n,
+	    int how);
+/* Random lowercase hex digits filling dst (up to 64), terminated. */
+void	 hex_random(char *dst, size_t dstlen);
 /* Base64 (RFC 4648) of src into dst; returns length or -1 if too small. */
 ssize_t	 b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen);
-/* Is c WSP (RFC 5234: SP or HTAB)? */
-int	 is_wsp(unsigned char c);
+/* Is c WSP (RFC 5234: SP or HTAB)?  Inline: it runs per octet. */
+static inline int
+is_wsp(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * The one buffered writer: octets gather in buf and go to put(ctx) a
+ * full buffer at a time (wbuf_put_fd: ctx points to an fd).  put, and
+ * so wbuf_put and wbuf_flush, return 0 or -1 with errno set.
+ */
+#define WBUF_SIZE	65536
+struct wbuf {
+	msg_put_fn	 put;
+	void		*ctx;
+	size_t		 used;
+	char		 buf[WBUF_SIZE];
+};
+void	 wbuf_init(struct wbuf *, msg_put_fn put, void *ctx);
+int	 wbuf_put(struct wbuf *, const char *p, size_t n);
+int	 wbuf_flush(struct wbuf *);
+int	 wbuf_put_fd(void *ctx, const char *p, size_t n);
+static inline int
+wbuf_putc(struct wbuf *b, char c)
+{
+	if (b->used == sizeof(b->buf) && wbuf_flush(b) == -1)
+		return -1;
+	b->buf[b->used++] = c;
+	return 0;
+}
 /* Does this process run with more rights than its caller (setgid)? */
 int	 privileged(void);
 

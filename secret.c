@@ -15,7 +15,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,20 +32,8 @@
 #define SECRET_CAP	65536	/* octets of a password from any source */
 #define COMMAND_TIMEOUT	30	/* seconds password_command may take */
 
-static int	serr(char *, size_t, const char *, ...)
-		    __attribute__((__format__(__printf__, 3, 4)));
-
-/* An error into err, for the caller to say where; always returns -1. */
-static int
-serr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+/* An error into err, for the caller to say where; always -1. */
+#define serr(err, errlen, ...)	errf(err, errlen, -1, __VA_ARGS__)
 
 const char *
 others_can(mode_t mode)

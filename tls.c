@@ -21,7 +21,6 @@
 #include "relay.h"
 
 #define RBUF_SIZE	16384	/* received, not yet consumed */
-#define WBUF_SIZE	16384	/* plaintext output not yet flushed */
 
 struct conn {
 	struct sock		 sock;		/* fd, deadline, peer, error */
@@ -31,8 +30,7 @@ struct conn {
 
 	unsigned char		 rbuf[RBUF_SIZE];
 	size_t			 rpos, rlen;
-	char			 wbuf[WBUF_SIZE];
-	size_t			 wlen;
+	struct wbuf		 plain_out;	/* not yet flushed, no TLS */
 
 	struct anchors		 anchors;
 	br_ssl_client_context	 sc;
@@ -189,16 +187,7 @@ alert_name(int alert)
 static void
 pin_show(const unsigned char *h, char *out, size_t outlen)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	size_t i, o = 0;
-
-	for (i = 0; i < br_sha256_SIZE && o + 3 <= outlen; i++) {
-		if (i > 0)
-			out[o++] = ':';
-		out[o++] = hex[h[i] >> 4];
-		out[o++] = hex[h[i] & 15];
-	}
-	out[o < outlen ? o : outlen - 1] = '\0';
+	hex_encode(out, outlen, h, br_sha256_SIZE, HEX_UPPER | HEX_COLONS);
 }
 
 /* A pin that did not match: show what the server has, to compare. */
@@ -458,6 +447,22 @@ tls_start(struct conn *c, int *exitcode, char *err, size_t errlen)
 
 /* ---- the stream smtp.c uses ---------------------------------------------- */
 
+/* Where plaintext output goes when the buffer is full or flushed. */
+static int
+plain_send(void *ctx, const char *buf, size_t len)
+{
+	struct sock *sk = ctx;
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len) {
+		if ((n = sock_write(sk, buf + off, len - off)) == -1)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
 struct conn *
 conn_open(const struct conf *conf, int *exitcode, char *err, size_t errlen)
 {
@@ -470,6 +475,7 @@ conn_open(const struct conf *conf, int *exitcode, char *err, size_t errlen)
 	}
 	c->sock.fd = -1;
 	c->conf = conf;
+	wbuf_init(&c->plain_out, plain_send, &c->sock);
 	if (connect_any(&c->sock, conf) == -1) {
 		strlcpy(err, c->sock.error, errlen);
 		*exitcode = EX_TEMPFAIL;
@@ -492,7 +498,7 @@ conn_starttls(struct conn *c, int *exitcode, char *err, size_t errlen)
 	 * anyone on the path could have written them (RFC 3207 section 6,
 	 * CVE-2021-22947 class).  Refuse to go on.
 	 */
-	if (conn_pending(c) != 0 || c->wlen != 0) {
+	if (conn_pending(c) != 0 || c->plain_out.used != 0) {
 		snprintf(err, errlen, "the smarthost sent %zu unexpected bytes "
 		    "after its reply to STARTTLS (possible injection attack); "
 		    "aborted before TLS", conn_pending(c));
@@ -557,7 +563,7 @@ conn_getline(struct conn *c, char *buf, size_t size)
 	size_t len;
 
 	c->sock.error[0] = '\0';
-	if (c->wlen > 0 && conn_flush(c) == -1)
+	if (c->plain_out.used > 0 && conn_flush(c) == -1)
 		return -1;
 	for (;;) {
 		nl = memchr(c->rbuf + c->rpos, '\n', c->rlen - c->rpos);
@@ -586,27 +592,9 @@ conn_getline(struct conn *c, char *buf, size_t size)
 	return (ssize_t)len;
 }
 
-static int
-plain_drain(struct conn *c)
-{
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < c->wlen) {
-		if ((n = sock_write(&c->sock, c->wbuf + off,
-		    c->wlen - off)) == -1)
-			return -1;
-		off += (size_t)n;
-	}
-	c->wlen = 0;
-	return 0;
-}
-
 int
 conn_write(struct conn *c, const char *buf, size_t len)
 {
-	size_t chunk;
-
 	c->sock.error[0] = '\0';
 	if (c->tls) {
 		if (br_sslio_write_all(&c->io, buf, len) == -1) {
@@ -617,18 +605,7 @@ conn_write(struct conn *c, const char *buf, size_t len)
 		}
 		return 0;
 	}
-	while (len > 0) {
-		if (c->wlen == sizeof c->wbuf && plain_drain(c) == -1)
-			return -1;
-		chunk = sizeof c->wbuf - c->wlen;
-		if (chunk > len)
-			chunk = len;
-		memcpy(c->wbuf + c->wlen, buf, chunk);
-		c->wlen += chunk;
-		buf += chunk;
-		len -= chunk;
-	}
-	return 0;
+	return wbuf_put(&c->plain_out, buf, len);
 }
 
 int
@@ -643,7 +620,7 @@ conn_flush(struct conn *c)
 		}
 		return 0;
 	}
-	return plain_drain(c);
+	return wbuf_flush(&c->plain_out);
 }
 
 const char *

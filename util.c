@@ -14,6 +14,29 @@
 
 #include "relay.h"
 
+/*
+ * The one error formatter: every err buffer passed between files is
+ * filled here.  A truncated message is still a useful one.
+ */
+int
+verrf(char *err, size_t errlen, int ret, const char *fmt, va_list ap)
+{
+	if (errlen > 0)
+		(void)vsnprintf(err, errlen, fmt, ap);
+	return ret;
+}
+
+int
+errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)verrf(err, errlen, ret, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
 void
 log_line(const struct conf *conf, int ok, const char *fmt, ...)
 {
@@ -98,6 +121,82 @@ b64_encode(char *dst, size_t dstlen, const void *src, size_t srclen)
 	return (ssize_t)o;
 }
 
+void
+hex_encode(char *dst, size_t dstlen, const void *src, size_t n, int how)
+{
+	const char *digits = how & HEX_UPPER ? "0123456789ABCDEF" :
+	    "0123456789abcdef";
+	const unsigned char *in = src;
+	size_t i, o = 0, sep;
+
+	if (dstlen == 0)
+		return;
+	for (i = 0; i < n; i++) {
+		sep = i > 0 && (how & HEX_COLONS);
+		if (o + sep + 2 >= dstlen)
+			break;
+		if (sep)
+			dst[o++] = ':';
+		dst[o++] = digits[in[i] >> 4];
+		dst[o++] = digits[in[i] & 15];
+	}
+	dst[o] = '\0';
+}
+
+void
+hex_random(char *dst, size_t dstlen)
+{
+	unsigned char rnd[32];
+	size_t n = dstlen > 0 ? (dstlen - 1) / 2 : 0;
+
+	if (n > sizeof(rnd))
+		n = sizeof(rnd);
+	arc4random_buf(rnd, n);
+	hex_encode(dst, dstlen, rnd, n, 0);
+}
+
+void
+wbuf_init(struct wbuf *b, msg_put_fn put, void *ctx)
+{
+	b->put = put;
+	b->ctx = ctx;
+	b->used = 0;
+}
+
+int
+wbuf_flush(struct wbuf *b)
+{
+	if (b->used > 0 && b->put(b->ctx, b->buf, b->used) == -1)
+		return -1;
+	b->used = 0;
+	return 0;
+}
+
+int
+wbuf_put(struct wbuf *b, const char *p, size_t n)
+{
+	size_t room;
+
+	while (n > 0) {
+		if (b->used == sizeof(b->buf) && wbuf_flush(b) == -1)
+			return -1;
+		room = sizeof(b->buf) - b->used;
+		if (room > n)
+			room = n;
+		memcpy(b->buf + b->used, p, room);
+		b->used += room;
+		p += room;
+		n -= room;
+	}
+	return 0;
+}
+
+int
+wbuf_put_fd(void *ctx, const char *p, size_t n)
+{
+	return write_all(*(int *)ctx, p, n);
+}
+
 /* All of it, or -1 with errno set (ENOSPC must reach the caller). */
 int
 write_all(int fd, const char *p, size_t n)
@@ -146,12 +245,6 @@ seconds_since(const struct timespec *start)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (double)(now.tv_sec - start->tv_sec) +
 	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
-int
-is_wsp(unsigned char c)
-{
-	return c == ' ' || c == '\t';
 }
 
 int
