@@ -577,6 +577,11 @@ main(int argc, char *argv[])
 	if (strcmp(name, "newaliases") == 0)
 		return EX_OK;		/* aliases live in relay.conf */
 
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("relay %s\n", RELAY_VERSION);
+		return fflush(stdout) == 0 && !ferror(stdout) ? EX_OK :
+		    EX_IOERR;
+	}
 	memset(&a, 0, sizeof(a));
 	a.mo.dotend = 1;
 	if (strcmp(name, "mailq") == 0)

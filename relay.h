@@ -2,6 +2,22 @@
  * relay: a sendmail replacement that hands each message to one smarthost
  * over authenticated, verified TLS.  This header declares only what crosses
  * a file boundary.
+ *
+ * What functions return, by kind:
+ * - Work on a message or an entry whose failure the caller passes on as
+ *   its exit status (msg_read, queue_add, smtp_send, bounce_add...): a
+ *   sysexits(3) code, EX_OK (0) on success, else err holds one line.
+ * - Parsers, loaders and other steps that merely fail (conf_load,
+ *   addrlist_parse, qentry_parse, secret readers...): 0, or -1 with err
+ *   set; helpers without an err buffer (write_all, wbuf_put...) -1 with
+ *   errno set.
+ * - Look-ups that may find something busy or gone (queue_lock,
+ *   queue_peek): 0 found, 1 busy or gone, -1 error (err set).
+ * - Constructors (conn_open, smtp_open): the object, or NULL with err set
+ *   and *exitcode a sysexits code.
+ * - Checks: 1 or 0, or NULL for "fine" and a reason otherwise (addr_check).
+ * A declaration marked "(tests)" is exported only for test/ and the
+ * fuzzers; nothing else in relay calls it.
  */
 #ifndef RELAY_H
 #define RELAY_H
@@ -366,8 +382,6 @@ struct conn *conn_open(const struct conf *, int *exitcode, char *err,
 /* Start TLS on a plaintext connection (after "220" to STARTTLS). */
 int	 conn_starttls(struct conn *, int *exitcode, char *err, size_t errlen);
 int	 conn_is_tls(const struct conn *);
-/* Bytes received but not yet read by conn_getline. */
-size_t	 conn_pending(const struct conn *);
 /* Set the deadline for the coming operations, in seconds from now. */
 void	 conn_timeout(struct conn *, int seconds);
 /*
@@ -545,6 +559,7 @@ struct reply {
 /*
  * Feed one reply line (without CRLF).  Returns 1 when the reply is
  * complete, 0 when more lines follow, -1 on a malformed line (err set).
+ * (tests: smtp.c's own reader, exported for unit_smtp and the fuzzer)
  */
 int	 reply_feed(struct reply *, const char *line, size_t len, char *err,
 	    size_t errlen);
@@ -679,7 +694,7 @@ int	 queue_fail(struct queue *, struct qentry *, char *err, size_t errlen);
 void	 queue_tidy(struct queue *);
 /* Release the lock and free the entry. */
 void	 qentry_free(struct qentry *);
-/* The envelope file format, both ways (also for the fuzzer). */
+/* The envelope file format, both ways.  (tests: the parser's fuzzer) */
 int	 qentry_parse(struct qentry *, const char *text, size_t len,
 	    char *err, size_t errlen);
 char	*qentry_format(const struct qentry *);
@@ -697,7 +712,7 @@ int	 bounce_add(struct queue *, const struct conf *, const struct qentry *e,
 	    const size_t *which, size_t nwhich, struct qentry *b, char *err,
 	    size_t errlen);
 /*
- * The report itself, as bounce_add queues it: written to fd (LF or CRLF
+ * (tests) The report itself, as bounce_add queues it: written to fd (LF or CRLF
  * lines; msg_read canonicalises), the original header block read from
  * e->msgfd.  now is the time the report says it was made.  Returns 0, or
  * -1 with err set.

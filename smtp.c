@@ -879,6 +879,7 @@ smtp_open(const struct conf *conf, struct delivery *d, int *exitcode,
 	s->conf = conf;
 	s->err = err;
 	s->errlen = errlen;
+	trace("***", "relay " RELAY_VERSION, strlen("relay " RELAY_VERSION));
 	if ((s->c = conn_open(conf, exitcode, err, errlen)) == NULL) {
 		free(s);
 		return NULL;

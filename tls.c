@@ -490,6 +490,13 @@ conn_open(const struct conf *conf, int *exitcode, char *err, size_t errlen)
 	return c;
 }
 
+/* Octets received but not yet read by conn_getline. */
+static size_t
+conn_pending(const struct conn *c)
+{
+	return c->rlen - c->rpos;
+}
+
 int
 conn_starttls(struct conn *c, int *exitcode, char *err, size_t errlen)
 {
@@ -514,11 +521,6 @@ conn_is_tls(const struct conn *c)
 	return c->tls;
 }
 
-size_t
-conn_pending(const struct conn *c)
-{
-	return c->rlen - c->rpos;
-}
 
 void
 conn_timeout(struct conn *c, int seconds)

@@ -353,4 +353,13 @@ assert_eq "$(ls "$T"/run.*.out | wc -l) ${#LISTING[@]}" "$_T_RUNS 3" \
     "every run's stdout kept, 3 of them listings"
 assert_eq "$(wc -c <"$T/all-stdout")" 0 "no run but the listings wrote to stdout"
 
+# ---- --version (after the stdout checks above: it writes to stdout) ------
+
+run_relay --version </dev/null
+assert_exit 0 "--version: exit 0"
+assert_match "$(cat "$RELAY_OUT")" '^relay [0-9]+\.[0-9]+' "--version prints \"relay VERSION\""
+run_relay -v -C "$T/main.conf" to@example.org <"$T/msg.txt"
+assert_match "$(head -n 1 "$RELAY_ERR")" '^\*\*\* relay [0-9]+\.[0-9]+' \
+    "-v: the trace begins with relay's version"
+
 t_done
