@@ -1,6 +1,7 @@
 /*
- * Small helpers shared by several files: the log, making untrusted text
- * safe to print, Base64 for AUTH, what is whitespace, and whether relay
+ * Small helpers shared by several files, one of each: the error
+ * formatter, the log line, making untrusted text safe to print, Base64
+ * and hex, the buffered writer, whole reads and writes, and whether relay
  * runs setgid.
  */
 #include <errno.h>
