@@ -88,6 +88,8 @@ static int	kw_timeout(struct parser *, const struct keyword *, char *);
 static int	kw_queue(struct parser *, const struct keyword *, char *);
 static int	kw_spool(struct parser *, const struct keyword *, char *);
 static int	kw_retry(struct parser *, const struct keyword *, char *);
+static int	kw_submit_timeout(struct parser *, const struct keyword *,
+		    char *);
 
 static const struct keyword keywords[] = {
 	{ "host",		kw_host,		0,		0 },
@@ -115,6 +117,7 @@ static const struct keyword keywords[] = {
 	{ "timeout_data_init",	kw_timeout,	TMO_DATA_INIT,		0 },
 	{ "timeout_data_block",	kw_timeout,	TMO_DATA_BLOCK,		0 },
 	{ "timeout_data_end",	kw_timeout,	TMO_DATA_END,		0 },
+	{ "submit_timeout",	kw_submit_timeout,	0,		0 },
 	{ "queue",		kw_queue,		0,		0 },
 	{ "spool",		kw_spool,		0,		0 },
 	{ "retry_min",		kw_retry,		RETRY_MIN,	0 },
@@ -132,6 +135,8 @@ typedef char seen_is_big_enough[NKEYWORDS <= MAXKEYWORDS ? 1 : -1];
 #define DEFAULT_RETRY_MAX	(4 * 3600)
 #define DEFAULT_MAX_AGE		(5 * 86400)
 #define DURATION_MAX		(366 * 86400)
+/* A caller (cron, a PHP request) waits no longer for the first try. */
+#define DEFAULT_SUBMIT_TIMEOUT	20
 
 /* RFC 5321 4.5.3.2. */
 static const int default_timeout[TMO_COUNT] = {
@@ -421,18 +426,17 @@ kw_password(struct parser *p, const struct keyword *kw, char *value)
 	return set_string(p, &p->conf->password, value);
 }
 
-/* secret.c says what is wrong with the file; lerr() adds where. */
+/*
+ * Read later, by conf_secret(), when a connection needs it: a file that
+ * cannot be read then costs no message (the message waits in the queue).
+ */
 static int
 kw_password_file(struct parser *p, const struct keyword *kw, char *value)
 {
-	char why[ERRLEN];
-
 	if (secret_once(p, kw) == -1)
 		return -1;
-	if (secret_file_read(kw->name, value, &p->conf->password, why,
-	    sizeof(why)) == -1)
-		return lerr(p, "%s", why);
-	return 0;
+	p->conf->password_line = p->lineno;
+	return set_string(p, &p->conf->password_file, value);
 }
 
 /*
@@ -615,16 +619,14 @@ kw_client_cert(struct parser *p, const struct keyword *kw, char *value)
 	return set_string(p, &p->conf->client_cert, value);
 }
 
-/* A private key: checked now, like a password_file; read by keys.c. */
+/*
+ * A private key: read and checked by keys.c each time TLS starts, on
+ * the descriptor it reads, like a password_file by conf_secret().
+ */
 static int
 kw_client_key(struct parser *p, const struct keyword *kw, char *value)
 {
-	char why[ERRLEN];
-	int fd;
-
-	if ((fd = secret_file_open(kw->name, value, why, sizeof(why))) == -1)
-		return lerr(p, "%s", why);
-	(void)close(fd);
+	(void)kw;
 	return set_string(p, &p->conf->client_key, value);
 }
 
@@ -719,6 +721,17 @@ static int
 kw_timeout(struct parser *p, const struct keyword *kw, char *value)
 {
 	return duration(p, kw, value, 86400, &p->conf->timeout[kw->arg]);
+}
+
+/* submit_timeout: a duration, or "0" for the per-command ones alone. */
+static int
+kw_submit_timeout(struct parser *p, const struct keyword *kw, char *value)
+{
+	if (strcmp(value, "0") == 0) {
+		p->conf->submit_timeout = 0;
+		return 0;
+	}
+	return duration(p, kw, value, 86400, &p->conf->submit_timeout);
 }
 
 static int
@@ -1252,6 +1265,7 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	c->retry_max = DEFAULT_RETRY_MAX;
 	c->max_age = DEFAULT_MAX_AGE;
 	c->max_rcpts = DEFAULT_MAX_RCPTS;
+	c->submit_timeout = DEFAULT_SUBMIT_TIMEOUT;
 	c->verify_chain = 1;
 
 	if ((c->path = strdup(path)) == NULL)
@@ -1300,6 +1314,7 @@ conf_free(struct conf *c)
 	free(c->queue);
 	free(c->spool);
 	free(c->password_command);
+	free(c->password_file);
 	free(c->password_env);
 	memset(c, 0, sizeof(*c));
 }

@@ -28,7 +28,7 @@ struct outcome {
 };
 
 void
-run_init(struct run *r, const struct conf *conf, struct queue *q)
+run_init(struct run *r, struct conf *conf, struct queue *q)
 {
 	memset(r, 0, sizeof(*r));
 	r->conf = conf;
@@ -47,15 +47,26 @@ backoff(const struct conf *conf, unsigned attempts)
 	return (time_t)(delay < conf->retry_max ? delay : conf->retry_max);
 }
 
-/* A session, opened on first need; after a failed connect, none. */
+/*
+ * A session, opened on first need; after a failed connect, none.  The
+ * secret is fetched here, once per run, and only when something is to
+ * be sent: a source that fails (a vault agent down) is a temporary
+ * failure of every entry of the run, never a lost message.
+ */
 static struct smtp *
 session(struct run *r)
 {
-	if (r->smtp == NULL && !r->down) {
-		r->smtp = smtp_open(r->conf, &r->d, &r->down_ex, r->down_err,
-		    sizeof(r->down_err));
-		r->down = r->smtp == NULL;
+	if (r->smtp != NULL || r->down)
+		return r->smtp;
+	if (conf_secret(r->conf, r->down_err, sizeof(r->down_err)) == -1) {
+		r->down = 1;
+		r->down_ex = EX_TEMPFAIL;
+		memset(&r->d, 0, sizeof(r->d));
+		return NULL;
 	}
+	r->smtp = smtp_open(r->conf, &r->d, &r->down_ex, r->down_err,
+	    sizeof(r->down_err));
+	r->down = r->smtp == NULL;
 	return r->smtp;
 }
 

@@ -162,31 +162,21 @@ has_text(const unsigned char *buf, size_t len, const char *text)
 	return 0;
 }
 
+/*
+ * Each time TLS starts: type, owner and mode are checked on the
+ * descriptor read (secret_file_open), not on the name beforehand.
+ */
 static int
 client_key_read(struct client_auth *a, const char *path, char *err,
     size_t errlen)
 {
-	struct stat st;
 	unsigned char *buf;
 	size_t len = 0;
 	ssize_t n;
 	int fd, rv = -1;
 
-
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1 ||
-	    fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "tls_client_key %s: %s", path,
-		    strerror(errno));
-		if (fd != -1)
-			close(fd);
+	if ((fd = secret_file_open("tls_client_key", path, err, errlen)) == -1)
 		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "tls_client_key %s: not a regular file",
-		    path);
-		close(fd);
-		return -1;
-	}
 	/* Room for one octet too many, and the '\n' pushed at the end. */
 	if ((buf = malloc(KEYFILE_MAX + 2)) == NULL) {
 		snprintf(err, errlen, "tls_client_key %s: %s", path,

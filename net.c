@@ -20,12 +20,21 @@
 
 /* ---- deadlines and raw socket I/O --------------------------------------- */
 
+/*
+ * A submission's first try has a total deadline (submit_timeout): every
+ * wait ends by then, and the message stays queued for relay -q.
+ */
 void
 sock_timeout(struct sock *s, int seconds)
 {
 	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
 	s->deadline.tv_sec += seconds;
 	s->timeout = seconds;
+	s->capped = s->cap.tv_sec != 0 && (s->cap.tv_sec < s->deadline.tv_sec ||
+	    (s->cap.tv_sec == s->deadline.tv_sec &&
+	    s->cap.tv_nsec < s->deadline.tv_nsec));
+	if (s->capped)
+		s->deadline = s->cap;
 }
 
 /* Wait until fd is ready for events or the deadline passes. */
@@ -41,6 +50,11 @@ wait_fd(struct sock *s, short events)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		ms = (long long)(s->deadline.tv_sec - now.tv_sec) * 1000 +
 		    (s->deadline.tv_nsec - now.tv_nsec) / 1000000;
+		if (ms <= 0 && s->capped) {
+			snprintf(s->error, sizeof s->error, "submit_timeout "
+			    "(%d s) reached; relay -q retries", s->cap_seconds);
+			return -1;
+		}
 		if (ms <= 0) {
 			snprintf(s->error, sizeof s->error,
 			    "timed out after %d s", s->timeout);

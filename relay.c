@@ -28,6 +28,8 @@
 #include "relay.h"
 
 enum mode { MODE_SEND, MODE_FLUSH, MODE_LIST };
+/* sendmail's -od: when a submission is sent. */
+enum when { WHEN_NOW, WHEN_QUEUE, WHEN_BACKGROUND };
 
 struct args {
 	struct msgopts	 mo;
@@ -35,6 +37,7 @@ struct args {
 	enum mode	 mode;
 	int		 force;		/* -qf: every entry, due or not */
 	const char	*only;		/* -qI: this entry only */
+	enum when	 when;		/* -odi/-odf, -odq, -odb */
 };
 
 enum argkind { FLAG, ARG, GLUED };	/* GLUED: optional, only -xARG */
@@ -93,12 +96,26 @@ opt_ignore(struct args *a, const char *arg)
 	(void)arg;
 }
 
-/* -oi is "-i"; every other -oX sets a sendmail option that means nothing here. */
+/*
+ * -oi is "-i"; -odMODE is sendmail's delivery mode: i and f at once (the
+ * caller waits, up to submit_timeout), q (and d) queued only, b queued
+ * and sent by a child in the background.  Every other -oX sets a
+ * sendmail option that means nothing here.
+ */
 static void
 opt_o(struct args *a, const char *arg)
 {
 	if (strcmp(arg, "i") == 0)
 		a->mo.dotend = 0;
+	else if (strcmp(arg, "di") == 0 || strcmp(arg, "df") == 0)
+		a->when = WHEN_NOW;
+	else if (strcmp(arg, "dq") == 0 || strcmp(arg, "dd") == 0)
+		a->when = WHEN_QUEUE;
+	else if (strcmp(arg, "db") == 0)
+		a->when = WHEN_BACKGROUND;
+	else if (arg[0] == 'd')
+		errx(EX_USAGE, "unknown delivery mode -o%s (-odi, -odb or "
+		    "-odq); no message was read or sent", arg);
 }
 
 static void
@@ -405,18 +422,24 @@ log_direct(const struct conf *conf, const struct msg *m,
 	    ex != EX_OK ? " error=" : "", ex != EX_OK ? err : "");
 }
 
-/* No queue: the caller learns every outcome from the exit status. */
+/*
+ * No queue: the caller learns every outcome from the exit status.  The
+ * secret is fetched right before connecting; if that fails nothing can
+ * be kept, so the caller must retry (75).
+ */
 static int
-send_direct(const struct conf *conf, struct msg *m)
+send_direct(struct conf *conf, struct msg *m)
 {
-	struct smtp *s;
+	struct smtp *s = NULL;
 	struct delivery d;
 	struct timespec start;
 	char err[ERRLEN];
-	int ex;
+	int ex = EX_TEMPFAIL;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	if ((s = smtp_open(conf, &d, &ex, err, sizeof err)) != NULL) {
+	memset(&d, 0, sizeof d);
+	if (conf_secret(conf, err, sizeof err) == 0 &&
+	    (s = smtp_open(conf, &d, &ex, err, sizeof err)) != NULL) {
 		ex = smtp_send(s, m, &d, err, sizeof err);
 		smtp_close(s);
 	}
@@ -426,9 +449,62 @@ send_direct(const struct conf *conf, struct msg *m)
 	return ex;
 }
 
+/* -odq: durable, and nothing more; relay -q sends it. */
+static void
+log_queued(const struct conf *conf, const struct msg *m,
+    const struct qentry *e)
+{
+	log_line(conf, 1, "from=<%s> size=%lld status=queued id=%s uid=%lu "
+	    "(-odq: sent by the next relay -q)", m->sender, (long long)m->size,
+	    e->id, (unsigned long)getuid());
+}
+
+/*
+ * -odb: the caller goes at once; a child of its own session, standard
+ * I/O on /dev/null, sends the entry with the normal timeouts.  The
+ * entry's lock (flock, on the descriptor the child shares) stays held
+ * until the child is done.  Returns 1 in the child, 0 in the caller.
+ */
+static int
+background(const struct conf *conf, const struct qentry *e)
+{
+	pid_t pid;
+	int fd;
+
+	(void)fflush(NULL);
+	if ((pid = fork()) == -1) {
+		warnx("%s queued, will retry: cannot fork to send it in the "
+		    "background: %s", e->id, strerror(errno));
+		log_line(conf, 0, "id=%s status=deferred error=cannot fork: "
+		    "%s", e->id, strerror(errno));
+		return 0;
+	}
+	if (pid > 0)
+		return 0;
+	if (setsid() == -1 || (fd = open("/dev/null", O_RDWR)) == -1 ||
+	    dup2(fd, STDIN_FILENO) == -1 || dup2(fd, STDOUT_FILENO) == -1 ||
+	    dup2(fd, STDERR_FILENO) == -1)
+		_exit(EX_OSERR);	/* the entry waits for relay -q */
+	if (fd > STDERR_FILENO)
+		(void)close(fd);
+	return 1;
+}
+
+/* The caller waits no longer than submit_timeout for the first try. */
+static void
+cap_submission(struct conf *conf)
+{
+	if (conf->submit_timeout == 0 ||
+	    clock_gettime(CLOCK_MONOTONIC, &conf->submit_end) == -1) {
+		memset(&conf->submit_end, 0, sizeof conf->submit_end);
+		return;
+	}
+	conf->submit_end.tv_sec += conf->submit_timeout;
+}
+
 /* Durable first, then at once; what cannot go now waits for relay -q. */
 static int
-send_queued(const struct conf *conf, struct msg *m)
+send_queued(struct conf *conf, struct msg *m, enum when when)
 {
 	struct queue q;
 	struct qentry e;
@@ -447,8 +523,19 @@ send_queued(const struct conf *conf, struct msg *m)
 		    (long long)m->size, (unsigned long)getuid(), err);
 		return ex;
 	}
+	if (when == WHEN_QUEUE || (when == WHEN_BACKGROUND &&
+	    !background(conf, &e))) {
+		if (when == WHEN_QUEUE)
+			log_queued(conf, m, &e);
+		qentry_free(&e);
+		queue_close(&q);
+		return EX_OK;
+	}
+	if (when == WHEN_NOW)
+		cap_submission(conf);
 	run_init(&r, conf, &q);
-	ex = run_new(&r, &e, 1);
+	/* In the background nobody waits for the exit status: reports. */
+	ex = run_new(&r, &e, when == WHEN_NOW);
 	qentry_free(&e);
 	spool_intake(&r);
 	run_finish(&r);
@@ -457,7 +544,7 @@ send_queued(const struct conf *conf, struct msg *m)
 }
 
 static int
-send_message(const struct args *a, const struct conf *conf)
+send_message(const struct args *a, struct conf *conf)
 {
 	struct msg m;
 	char err[ERRLEN];
@@ -475,7 +562,7 @@ send_message(const struct args *a, const struct conf *conf)
 	if (conf->queue == NULL)
 		ex = send_direct(conf, &m);
 	else
-		ex = send_queued(conf, &m);
+		ex = send_queued(conf, &m, a->when);
 	msg_free(&m);
 	return ex;
 }
@@ -525,7 +612,7 @@ run_callers(struct run *r, const char *only)
 
 /* relay -q: the spool, then every due entry, over one session. */
 static int
-flush(const struct args *a, const struct conf *conf)
+flush(const struct args *a, struct conf *conf)
 {
 	struct queue q;
 	struct run r;
@@ -603,10 +690,10 @@ main(int argc, char *argv[])
 			hint[0] = '\0';
 		errx(EX_CONFIG, "%s%s", err, hint);
 	}
-	/* Listing the queue needs no password; sending does, first. */
-	if ((a.mode == MODE_SEND || (a.mode == MODE_FLUSH &&
-	    conf.queue != NULL)) && conf_secret(&conf, err, sizeof err) == -1)
-		errx(EX_CONFIG, "%s", err);
+	/*
+	 * The secret is fetched later, by the delivery code, only when a
+	 * connection needs it: the message is safe in the queue by then.
+	 */
 	if (conf.log == LOGTO_SYSLOG)
 		openlog(getprogname(), LOG_PID, LOG_MAIL);
 	switch (a.mode) {

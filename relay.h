@@ -94,6 +94,16 @@ struct conf {
 	size_t		 max_rcpts;	/* recipients a message may have; 0: any */
 	char		*password_command;	/* run by conf_secret, or NULL */
 	char		*password_env;	/* variable conf_secret reads, or NULL */
+	char		*password_file;	/* file conf_secret reads, or NULL */
+	size_t		 password_line;	/*   and the line that named it */
+	int		 submit_timeout;	/* seconds for a submission's
+					   first try; 0: no cap */
+	/*
+	 * Not configuration: while a submission's first try runs, no wait
+	 * of its connection (or password_command) goes past this
+	 * CLOCK_MONOTONIC time; tv_sec 0: no cap.
+	 */
+	struct timespec	 submit_end;
 };
 
 /*
@@ -110,14 +120,16 @@ const struct alias *conf_alias(const struct conf *, const char *name);
 
 /*
  * Fetch the AUTH secret from where the configuration says it is
- * (password_command, password_env...) into conf->password, for runs
- * that will talk to the smarthost; listing the queue does not need it.
- * Returns 0, or -1 with err set to one line (the caller exits EX_CONFIG).
+ * (password_file, password_command, password_env) into conf->password,
+ * right before a connection needs it; once fetched it is kept.  Returns
+ * 0, or -1 with err set to one line: a temporary failure, the message
+ * waits in the queue.
  */
 int	 conf_secret(struct conf *, char *err, size_t errlen);
 /*
  * Open a file holding a secret, given with keyword (password_file,
- * tls_client_key): a regular file that others cannot open.  Returns the
+ * tls_client_key): a regular file that others cannot open, owned by
+ * root or the real uid, checked on the descriptor.  Returns the
  * descriptor, or -1 with err set to one line that does not say where the
  * keyword was ("password_file /x is readable by others ...").
  */
@@ -405,6 +417,9 @@ struct sock {
 	char			 error[256];	/* the last failure, one line */
 	struct timespec		 deadline;
 	int			 timeout;	/* seconds, for messages */
+	struct timespec		 cap;		/* conf's submit_end */
+	int			 cap_seconds;	/*   its submit_timeout */
+	int			 capped;	/* the deadline is the cap */
 	int			 hungup;	/* peer closed or reset */
 };
 
@@ -415,7 +430,7 @@ struct sock {
  * s->peer names the address last tried.
  */
 int	 connect_any(struct sock *, const struct conf *);
-/* Set the deadline for the coming waits, in seconds from now. */
+/* Set the deadline for the coming waits, in seconds from now (or cap). */
 void	 sock_timeout(struct sock *, int seconds);
 /*
  * Read or write some octets before the deadline.  Returns how many (at
@@ -725,7 +740,7 @@ int	 bounce_write(int fd, const struct conf *, const struct qentry *e,
 
 /* One run of relay: a submission or a flush, over one session. */
 struct run {
-	const struct conf	*conf;
+	struct conf		*conf;		/* conf_secret fills it in */
 	struct queue		*q;
 	struct smtp		*smtp;		/* open session, or NULL */
 	struct delivery		 d;
@@ -737,7 +752,7 @@ struct run {
 	size_t			 nlater;
 };
 
-void	 run_init(struct run *, const struct conf *, struct queue *);
+void	 run_init(struct run *, struct conf *, struct queue *);
 /*
  * A fresh entry (locked, from queue_add): try it at once.  Returns EX_OK
  * when it was sent or stays queued.  If the caller waits (a submission)

@@ -2,9 +2,9 @@
  * Getting a secret from where the configuration says it is: a file that
  * others cannot open, an environment variable, or the first line printed
  * by a command run without a shell.  Only the AUTH password comes from
- * here yet.  A file is read while the configuration loads; the
- * environment and the command only by conf_secret(), for the runs that
- * talk to the smarthost.
+ * here yet, fetched by conf_secret() right before a connection needs
+ * it, never while a message is being taken in: a source that fails
+ * then costs no message.
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -47,10 +47,12 @@ others_can(mode_t mode)
 
 /*
  * Open a file holding a secret (a password, a private key): a regular
- * file that others cannot open; group access is the administrator's
- * choice, as for the configuration file.  O_NONBLOCK: a FIFO put there
- * by mistake must not hang relay.  Returns the descriptor, or -1 with
- * err set.
+ * file that others cannot open, owned by root or the real uid (anyone
+ * else could swap the secret); group access is the administrator's
+ * choice, as for the configuration file.  Checked on the descriptor
+ * (fstat), so that what is read is what was checked.  O_NONBLOCK: a
+ * FIFO put there by mistake must not hang relay.  Returns the
+ * descriptor, or -1 with err set.
  */
 int
 secret_file_open(const char *keyword, const char *file, char *err,
@@ -74,6 +76,12 @@ secret_file_open(const char *keyword, const char *file, char *err,
 		(void)close(fd);
 		return serr(err, errlen, "%s %s: not a regular file", keyword,
 		    name);
+	}
+	if (st.st_uid != 0 && st.st_uid != getuid()) {
+		(void)close(fd);
+		return serr(err, errlen, "%s %s is owned by uid %lu, neither "
+		    "root nor uid %lu: chown it", keyword, name,
+		    (unsigned long)st.st_uid, (unsigned long)getuid());
 	}
 	if (st.st_mode & S_IRWXO) {
 		(void)close(fd);
@@ -269,8 +277,10 @@ static int
 command_prepare(const struct conf *c, struct command *cmd)
 {
 	const struct passwd *pw;
+	struct timespec now;
 	char *rest, *word;
 	size_t n = 0;
+	long long left;
 
 	memset(cmd, 0, sizeof(*cmd));
 	if ((cmd->words = strdup(c->password_command)) == NULL)
@@ -296,6 +306,14 @@ command_prepare(const struct conf *c, struct command *cmd)
 	if (c->timeout[TMO_COMMAND] > 0 &&
 	    c->timeout[TMO_COMMAND] < cmd->timeout)
 		cmd->timeout = c->timeout[TMO_COMMAND];
+	/* And a submission's total deadline (submit_timeout). */
+	if (c->submit_end.tv_sec != 0 &&
+	    clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
+		left = (long long)(c->submit_end.tv_sec - now.tv_sec);
+		left = left < 1 ? 1 : left;
+		if (left < cmd->timeout)
+			cmd->timeout = (int)left;
+	}
 	return 0;
 }
 
@@ -316,6 +334,11 @@ command_child(const struct command *cmd, int outfd, int errfd)
 	ssize_t n;
 	int fd, saved, report = errfd;
 
+	/*
+	 * A group of its own: at the deadline the whole group is killed,
+	 * so a grandchild holding our caller's stderr cannot outlive it.
+	 */
+	(void)setpgid(0, 0);
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		(void)signal(sigs[i], SIG_DFL);
 	(void)sigemptyset(&none);
@@ -385,6 +408,17 @@ command_output(int fd, char *buf, size_t size,
 }
 
 /*
+ * Kill the command and whatever it started (its process group).  Called
+ * before it is reaped, so that its pid, the group's id, is not reused.
+ */
+static void
+command_kill(pid_t pid)
+{
+	if (kill(-pid, SIGKILL) == -1)
+		(void)kill(pid, SIGKILL);
+}
+
+/*
  * Reap the child, killing it at the deadline.  Returns 0, -1 on error
  * (errno set), -2 when it had to be killed.
  */
@@ -403,10 +437,32 @@ command_wait(pid_t pid, int *status, const struct timespec *deadline)
 			break;
 		(void)nanosleep(&tick, NULL);
 	}
-	(void)kill(pid, SIGKILL);
+	command_kill(pid);
 	while ((rv = waitpid(pid, status, 0)) == -1 && errno == EINTR)
 		;
 	return rv == pid ? -2 : -1;
+}
+
+/*
+ * At the deadline with its output still open: kill the group (the
+ * command, or a grandchild it left holding the pipe) and reap.  Returns
+ * -2 when the command itself was still running, 0 when it had exited,
+ * -1 on error.
+ */
+static int
+command_stop(pid_t pid, int *status)
+{
+	pid_t rv;
+	int running;
+
+	while ((rv = waitpid(pid, status, WNOHANG)) == -1 && errno == EINTR)
+		;
+	running = rv == 0;
+	command_kill(pid);
+	while (running && (rv = waitpid(pid, status, 0)) == -1 &&
+	    errno == EINTR)
+		;
+	return rv != pid ? -1 : running ? -2 : 0;
 }
 
 /* The secret from what the command printed, or why there is none. */
@@ -481,6 +537,7 @@ secret_command(struct conf *c, char *err, size_t errlen)
 	}
 	if (pid == 0)
 		command_child(&cmd, out[1], ex[1]);
+	(void)setpgid(pid, pid);	/* as the child does: no race */
 	(void)close(out[1]);
 	(void)close(ex[1]);
 	out[1] = ex[1] = -1;
@@ -502,8 +559,8 @@ secret_command(struct conf *c, char *err, size_t errlen)
 		    "output: %s", cmd.prog, strerror(saved));
 		goto done;
 	}
-	/* At the deadline already (got == -2), this kills it at once. */
-	switch (command_wait(pid, &status, &deadline)) {
+	switch (got == -2 ? command_stop(pid, &status) :
+	    command_wait(pid, &status, &deadline)) {
 	case -1:
 		(void)serr(err, errlen, "password_command %s: waitpid: %s",
 		    cmd.prog, strerror(errno));
@@ -547,16 +604,23 @@ conf_secret(struct conf *c, char *err, size_t errlen)
 	char path[256], why[ERRLEN] = "";
 	int rv = 0;
 
-	/* Inline, from password_file, or fetched already. */
+	/* Inline, or fetched already. */
 	if (c->user == NULL || c->password != NULL)
 		return 0;
-	if (c->password_env != NULL)
+	if (c->password_file != NULL)
+		rv = secret_file_read("password_file", c->password_file,
+		    &c->password, why, sizeof(why));
+	else if (c->password_env != NULL)
 		rv = secret_env(c, why, sizeof(why));
 	else if (c->password_command != NULL)
 		rv = secret_command(c, why, sizeof(why));
 	if (rv == -1) {
 		sanitise(path, sizeof(path), c->path, strlen(c->path));
-		(void)snprintf(err, errlen, "%s: %s", path, why);
+		if (c->password_file != NULL)
+			(void)snprintf(err, errlen, "%s:%zu: %s", path,
+			    c->password_line, why);
+		else
+			(void)snprintf(err, errlen, "%s: %s", path, why);
 	}
 	return rv;
 }

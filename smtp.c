@@ -918,12 +918,84 @@ settle(struct smtp *s, struct msg *m)
 	}
 }
 
+/* One transaction: the envelope, then the message if anyone was taken. */
+static int
+transaction(struct smtp *s, struct msg *m)
+{
+	int ex, accepted;
+
+	s->data_ok = 0;
+	s->dot_sent = 0;
+	if ((ex = envelope(s, m, &accepted)) == EX_OK)
+		ex = data(s, m);
+	settle(s, m);
+	return ex;
+}
+
+/* How many recipients were told 452, too many for that transaction. */
+static size_t
+count_452(const struct msg *m)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->nrcpts; i++)
+		n += m->rcpts[i].code == 452;
+	return n;
+}
+
+/*
+ * RFC 5321 4.5.3.1.10: a server with a limit on recipients answers 452
+ * to those past it; they go in a further transaction.  part shares all
+ * of m but the recipients, whose answers are copied back.
+ */
+static int
+transaction_rest(struct smtp *s, struct msg *m)
+{
+	struct msg part = *m;
+	struct rcpt *rest;
+	size_t *idx, i, n = 0;
+	int ex;
+
+	if ((rest = calloc(count_452(m), sizeof *rest)) == NULL ||
+	    (idx = calloc(count_452(m), sizeof *idx)) == NULL) {
+		free(rest);
+		snprintf(s->err, s->errlen, "%s", strerror(errno));
+		return EX_OSERR;
+	}
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].code == 452) {
+			idx[n] = i;
+			rest[n++].addr = m->rcpts[i].addr;
+		}
+	part.rcpts = rest;
+	part.nrcpts = n;
+	ex = transaction(s, &part);
+	for (i = 0; i < n; i++) {
+		m->rcpts[idx[i]].code = rest[i].code;
+		free(m->rcpts[idx[i]].reply);
+		m->rcpts[idx[i]].reply = rest[i].reply;
+	}
+	free(rest);
+	free(idx);
+	return ex;
+}
+
+static size_t
+count_taken(const struct msg *m)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->nrcpts; i++)
+		n += m->rcpts[i].code / 100 == 2;
+	return n;
+}
+
 int
 smtp_send(struct smtp *s, struct msg *m, struct delivery *d, char *err,
     size_t errlen)
 {
 	size_t i;
-	int ex, accepted = 0;
+	int ex, delivered = 0;
 
 	s->err = err;
 	s->errlen = errlen;
@@ -942,25 +1014,31 @@ smtp_send(struct smtp *s, struct msg *m, struct delivery *d, char *err,
 		    conn_peer(s->c));
 		return EX_TEMPFAIL;
 	}
-	if ((ex = fit_message(s, m)) == EX_OK &&
-	    (ex = envelope(s, m, &accepted)) == EX_OK)
-		ex = data(s, m);
+	if ((ex = fit_message(s, m)) == EX_OK)
+		ex = transaction(s, m);
+	/* Each round moves at least one recipient: no loop. */
+	while (s->data_ok && !s->broken && count_452(m) > 0) {
+		delivered = 1;
+		ex = transaction_rest(s, m);
+	}
+	delivered |= s->data_ok;
 	if (s->r.lines > 0)
 		reply_oneline(&s->r, d->last, sizeof d->last);
-	settle(s, m);
 	/*
 	 * Lost before the message went out, on a session that had carried
 	 * others: the server's limit, not this message.  A new session may
-	 * send it.
+	 * send it, unless part of it went already.
 	 */
 	d->unsent = s->broken && !s->dot_sent && ex == EX_TEMPFAIL &&
-	    s->transactions > 1;
+	    s->transactions > 1 && !delivered;
 	/* For the log: what the smarthost said to the recipients. */
 	if (!s->data_ok && m->nrcpts > 0 && m->rcpts[0].code != 0 &&
 	    m->rcpts[0].reply != NULL)
 		strlcpy(d->last, m->rcpts[0].reply, sizeof d->last);
-	if (ex == EX_OK && (size_t)accepted < m->nrcpts)
-		ex = refused_summary(s, m, accepted);
+	/* Over every transaction, unless the session's own error says more. */
+	if ((ex == EX_OK || (delivered && !s->broken)) &&
+	    count_taken(m) < m->nrcpts)
+		ex = refused_summary(s, m, (int)count_taken(m));
 	return ex;
 }
 

@@ -474,6 +474,8 @@ conn_open(const struct conf *conf, int *exitcode, char *err, size_t errlen)
 		return NULL;
 	}
 	c->sock.fd = -1;
+	c->sock.cap = conf->submit_end;
+	c->sock.cap_seconds = conf->submit_timeout;
 	c->conf = conf;
 	wbuf_init(&c->plain_out, plain_send, &c->sock);
 	if (connect_any(&c->sock, conf) == -1) {

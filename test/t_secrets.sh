@@ -3,8 +3,9 @@
 # "password_file", "password_command", "password_env".  Each one delivers
 # against the aiosmtpd smarthost, and none of them lets the secret reach
 # the log, -v, an error message, argv or the environment of a child.
-# Files others can read are refused, and so is a password_command that
-# fails, prints nothing or hangs.  A 16 KiB secret (an OAuth token) goes
+# A config file others can read is refused (78); a secret file others can
+# read, or a password_command that fails, prints nothing or hangs, is a
+# temporary failure: the message stays queued (t_waits.sh has more).  A 16 KiB secret (an OAuth token) goes
 # through AUTH PLAIN's continuation line and AUTH LOGIN.
 . "$(dirname "$0")/lib.sh"
 t_setup
@@ -149,6 +150,17 @@ long16 long long-inline password "$LONG"
 long16 longlogin long-login password_file "$T/long.pw"
 assert_file_contains "$RELAY_ERR" ">>> AUTH LOGIN" "long-login: AUTH LOGIN used"
 
+# deferred TAG WORD... : the last run exited 0 with the message queued and
+# one line naming every WORD, sent nothing and showed no secret.
+deferred() {
+	local tag=$1 before=$2
+	shift 2
+	assert_exit 0 "$tag: queued (0)"
+	assert_error "$tag" "queued, will retry" "$@"
+	assert_eq "$(msg_count main)" "$before" "$tag: nothing sent"
+	assert_no_secret "$RELAY_ERR" "$tag: the error holds no secret"
+}
+
 # ---- refused --------------------------------------------------------------
 
 sent=$(msg_count main)
@@ -164,7 +176,7 @@ chmod 644 "$T/pw.file"
 write_conf_for main "$T/pwfile.conf" password - password_file "$T/pw.file" \
     from sender@example.org
 run_relay -C "$T/pwfile.conf" to@example.org <"$T/msg.txt"
-refused "password_file 0644" "$sent" "password_file" "readable by others" \
+deferred "password_file 0644" "$sent" "password_file" "readable by others" \
     "chmod o-rwx"
 chmod 600 "$T/pw.file"
 
@@ -172,9 +184,9 @@ chmod 600 "$T/pw.file"
 printf 'key\n' >"$T/client.key"
 chmod 644 "$T/client.key"
 write_conf_for main "$T/key.conf" from sender@example.org \
-    tls_client_cert "$T/client.crt" tls_client_key "$T/client.key"
+    tls_client_cert "$PKI/client-ec.crt" tls_client_key "$T/client.key"
 run_relay -C "$T/key.conf" to@example.org <"$T/msg.txt"
-refused "client key 0644" "$sent" "tls_client_key" "readable by others" \
+deferred "client key 0644" "$sent" "tls_client_key" "readable by others" \
     "chmod o-rwx"
 
 # cmd TAG BODY [KEY VALUE]...: a conf whose password_command is the
@@ -189,19 +201,19 @@ cmd() {
 }
 
 cmd fails "echo LEAKED-OUTPUT; exit 3"
-refused "command exits 3" "$sent" "password_command $T/fails.sh" \
+deferred "command exits 3" "$sent" "password_command $T/fails.sh" \
     "exited with status 3"
 assert_file_lacks "$RELAY_ERR" "LEAKED-OUTPUT" \
     "command exits 3: its output is not shown"
 
 cmd silent "exit 0"
-refused "command prints nothing" "$sent" "password_command" "printed nothing"
+deferred "command prints nothing" "$sent" "password_command" "printed nothing"
 
 start=$EPOCHREALTIME
 cmd slow "echo \$\$ >\"$T/slow.pid\"; echo LEAKED-OUTPUT; exec sleep 60" \
     timeout_command 1
 ELAPSED=$(awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $start }")
-refused "command hangs" "$sent" "password_command" \
+deferred "command hangs" "$sent" "password_command" \
     "did not finish in 1s and was killed"
 assert_elapsed 0.9 10 "command hangs (timeout_command 1)"
 pid=$(cat "$T/slow.pid" 2>/dev/null)
@@ -222,7 +234,7 @@ refused "relative command" "$sent" "password_command \"pw.sh\"" \
 write_conf_for main "$T/noenv.conf" password - from sender@example.org \
     password_env RELAY_TEST_UNSET
 run_relay -C "$T/noenv.conf" to@example.org <"$T/msg.txt"
-refused "password_env unset" "$sent" "password_env RELAY_TEST_UNSET" \
+deferred "password_env unset" "$sent" "password_env RELAY_TEST_UNSET" \
     "not set"
 
 # Listing the queue needs no secret: the command is not run.

@@ -95,6 +95,54 @@ load_ok(struct conf *c, const char *text, const char *what)
 	return rv;
 }
 
+/*
+ * The file loads, but fetching the secret (as a connection would) fails
+ * with exactly this message: a password_file is read only then.
+ */
+static void
+expect_secret_error(const char *text, const char *want, const char *what)
+{
+	struct conf c;
+	char err[ERRLEN] = "";
+
+	if (load_ok(&c, text, what) == 0) {
+		CHECK(conf_secret(&c, err, ERRLEN) == -1 && c.password == NULL,
+		    "%s: fetching it fails", what);
+		CHECK_STR(err, want, "%s: message", what);
+	}
+	conf_free(&c);
+}
+
+/* A secret file that secret_file_open must refuse with this message. */
+static void
+expect_open_error(const char *keyword, const char *file, const char *want,
+    const char *what)
+{
+	char err[ERRLEN] = "";
+	int fd;
+
+	fd = secret_file_open(keyword, file, err, ERRLEN);
+	CHECK(fd == -1, "%s: refused", what);
+	if (fd != -1)
+		(void)close(fd);
+	CHECK_STR(err, want, "%s: message", what);
+}
+
+/* Load, then fetch the secret as a connection would; 0 or -1. */
+static int
+load_secret(struct conf *c, const char *text, const char *what)
+{
+	char err[ERRLEN] = "";
+
+	if (load_ok(c, text, what) == -1)
+		return -1;
+	if (conf_secret(c, err, ERRLEN) == -1) {
+		CHECK(0, "%s: secret fetched: %s", what, err);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 test_minimal(void)
 {
@@ -364,7 +412,7 @@ test_credentials(void)
 	expect_error("host h\nuser me\npassword x\npassword_file pw\n",
 	    CONF ":4: password and password_file cannot both be set "
 	    "(password at line 3)", "password + password_file");
-	expect_error("host h\nuser me\npassword_file nonexistent\n",
+	expect_secret_error("host h\nuser me\npassword_file nonexistent\n",
 	    CONF ":3: password_file nonexistent: No such file or directory",
 	    "password_file missing");
 	expect_error("host h\nuser me\npassword x\npassword x\n",
@@ -379,13 +427,13 @@ test_password_file(void)
 	int rv;
 
 	write_file("pw", "s3 #cret\r\nsecond line\n", 22, 0600);
-	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	if (load_secret(&c, "host h\nuser me\npassword_file pw\n",
 	    "password_file") == 0)
 		CHECK_STR(c.password, "s3 #cret", "first line, CRLF stripped");
 	conf_free(&c);
 
 	write_file("pw", "nonewline", 9, 0640);
-	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	if (load_secret(&c, "host h\nuser me\npassword_file pw\n",
 	    "password_file without newline, mode 0640") == 0)
 		CHECK_STR(c.password, "nonewline", "last line without LF");
 	conf_free(&c);
@@ -394,30 +442,31 @@ test_password_file(void)
 	write_file("pw", "x\n", 2, 0600);
 	rv = load_text(&c, "host h\nuser me\npassword_file pw\n",
 	    0644, err);
-	CHECK(rv == 0, "password_file, config 0644 ok");
+	CHECK(rv == 0 && conf_secret(&c, err, ERRLEN) == 0,
+	    "password_file, config 0644 ok");
 	conf_free(&c);
 
 	write_file("pw", "\n", 1, 0600);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw: first line is empty",
 	    "password_file empty line");
 	write_file("pw", "", 0, 0600);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw: first line is empty",
 	    "password_file empty");
 	write_file("pw", "x\n", 2, 0644);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw is readable by others (mode 0644): "
 	    "chmod o-rwx pw", "password_file 0644");
 	write_file("pw", "a\0b\n", 4, 0600);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw: contains a NUL byte",
 	    "password_file with NUL");
 	write_file("pw", "ab\0", 3, 0600);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw: contains a NUL byte",
 	    "password_file ending in NUL");
-	expect_error("host h\nuser me\npassword_file .\n",
+	expect_secret_error("host h\nuser me\npassword_file .\n",
 	    CONF ":3: password_file .: not a regular file",
 	    "password_file directory");
 	write_file("pw", "x\n", 2, 0600);
@@ -860,45 +909,45 @@ test_password_file_limits(void)
 	memset(big, 'x', n);
 	big[16384] = '\n';
 	write_file("pw", big, n, 0600);
-	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	if (load_secret(&c, "host h\nuser me\npassword_file pw\n",
 	    "16 KiB password_file") == 0)
 		CHECK(strlen(c.password) == 16384, "16 KiB password read whole");
 	conf_free(&c);
 	memset(big, 'x', n);
 	memcpy(big + 65536, "\r\n", 2);
 	write_file("pw", big, n, 0600);
-	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	if (load_secret(&c, "host h\nuser me\npassword_file pw\n",
 	    "password_file line of 65536 octets") == 0)
 		CHECK(strlen(c.password) == 65536, "65536 octets read whole");
 	conf_free(&c);
 	memset(big, 'x', n);
 	write_file("pw", big, n, 0600);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw: first line is longer than 65536 "
 	    "octets", "password_file line too long");
 	write_file("pw", big, 65537, 0600);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw: first line is longer than 65536 "
 	    "octets", "password_file of 65537 octets, no LF");
 	free(big);
 	/* Group access is the administrator's choice (a setgid group). */
 	write_file("pw", "x\n", 2, 0640);
-	if (load_ok(&c, "host h\nuser me\npassword_file pw\n",
+	if (load_secret(&c, "host h\nuser me\npassword_file pw\n",
 	    "password_file 0640") == 0)
 		CHECK_STR(c.password, "x", "group-readable password_file");
 	conf_free(&c);
 	write_file("pw", "x\n", 2, 0604);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw is readable by others (mode 0604): "
 	    "chmod o-rwx pw", "password_file 0604");
 	write_file("pw", "x\n", 2, 0601);
-	expect_error("host h\nuser me\npassword_file pw\n",
+	expect_secret_error("host h\nuser me\npassword_file pw\n",
 	    CONF ":3: password_file pw is accessible by others (mode 0601): "
 	    "chmod o-rwx pw", "password_file 0601");
 	(void)unlink("pw");
 	/* A FIFO must not hang relay (no writer would ever come). */
 	if (mkfifo("fifo", 0600) == 0) {
-		expect_error("host h\nuser me\npassword_file fifo\n",
+		expect_secret_error("host h\nuser me\npassword_file fifo\n",
 		    CONF ":3: password_file fifo: not a regular file",
 		    "password_file FIFO");
 		(void)unlink("fifo");
@@ -1306,17 +1355,20 @@ test_client_cert(void)
 	    "tls_client_key key.pem\n", "client key 0640") == 0)
 		CHECK_STR(c.client_key, "key.pem", "group-readable key");
 	conf_free(&c);
+	/* Checked when TLS reads it (keys.c), not while loading. */
 	write_file("key.pem", "key\n", 4, 0644);
-	expect_error("host h\ntls_client_cert c.pem\ntls_client_key key.pem\n",
-	    CONF ":3: tls_client_key key.pem is readable by others (mode "
-	    "0644): chmod o-rwx key.pem", "client key 0644");
-	expect_error("host h\ntls_client_cert c.pem\n"
-	    "tls_client_key nokey.pem\n",
-	    CONF ":3: tls_client_key nokey.pem: No such file or directory",
+	if (load_ok(&c, "host h\ntls_client_cert c.pem\n"
+	    "tls_client_key key.pem\n", "client key 0644, loading") == 0)
+		CHECK_STR(c.client_key, "key.pem", "client key read later");
+	conf_free(&c);
+	expect_open_error("tls_client_key", "key.pem", "tls_client_key "
+	    "key.pem is readable by others (mode 0644): chmod o-rwx key.pem",
+	    "client key 0644");
+	expect_open_error("tls_client_key", "nokey.pem",
+	    "tls_client_key nokey.pem: No such file or directory",
 	    "client key missing");
-	expect_error("host h\ntls_client_cert c.pem\ntls_client_key .\n",
-	    CONF ":3: tls_client_key .: not a regular file",
-	    "client key a directory");
+	expect_open_error("tls_client_key", ".",
+	    "tls_client_key .: not a regular file", "client key a directory");
 	write_file("key.pem", "key\n", 4, 0600);
 	expect_error("host h\ntls_client_cert c.pem\n",
 	    CONF ":2: tls_client_cert is set but tls_client_key is not",
