@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1242,6 +1243,36 @@ read_lines(struct parser *p, FILE *fp)
 	return rv;
 }
 
+/*
+ * The configuration file, if it is a regular file: opened without
+ * blocking, so that -C naming a FIFO (or a device) is an error, not a
+ * wait for ever.  Returns NULL with p->err set otherwise.
+ */
+static FILE *
+open_conf(struct parser *p, const char *path, struct stat *st)
+{
+	FILE *fp;
+	int fd, flags;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
+		(void)ferr(p, "%s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, st) == -1 || (flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1)
+		(void)ferr(p, "%s", strerror(errno));
+	else if (S_ISDIR(st->st_mode))
+		(void)ferr(p, "%s", strerror(EISDIR));
+	else if (!S_ISREG(st->st_mode))
+		(void)ferr(p, "not a regular file");
+	else if ((fp = fdopen(fd, "r")) == NULL)
+		(void)ferr(p, "%s", strerror(errno));
+	else
+		return fp;
+	(void)close(fd);
+	return NULL;
+}
+
 int
 conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 {
@@ -1270,14 +1301,12 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 
 	if ((c->path = strdup(path)) == NULL)
 		return ferr(&p, "%s", strerror(errno));
-	if ((fp = fopen(path, "re")) == NULL) {
-		(void)ferr(&p, "%s", strerror(errno));
+	if ((fp = open_conf(&p, path, &st)) == NULL) {
 		conf_free(c);
 		return -1;
 	}
 	/* Our own buffer, so that an inline password can be wiped. */
-	if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0 ||
-	    fstat(fileno(fp), &st) == -1)
+	if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0)
 		(void)ferr(&p, "%s", strerror(errno));
 	else {
 		p.mode = st.st_mode;

@@ -49,13 +49,16 @@ fmt_when(char *buf, size_t size, time_t t)
 		strlcpy(buf, "?", size);
 }
 
-/* Text from the envelope, shown safely: it came from a smarthost. */
+/*
+ * Text from the envelope, shown safely: it came from a smarthost, and
+ * relay encoded it when it wrote it (a reply's "\\" stays one escape).
+ */
 static void
 show(const char *prefix, const char *text)
 {
 	char safe[1024];
 
-	sanitise(safe, sizeof(safe), text, strlen(text));
+	sanitise_kept(safe, sizeof(safe), text);
 	printf("%s%s\n", prefix, safe);
 }
 

@@ -45,6 +45,7 @@ errno_exit(int e)
 	switch (e) {
 	case ENOSPC:
 	case EDQUOT:
+	case EFBIG:		/* a file size limit: ulimit -f */
 	case EIO:
 	case EMFILE:
 	case ENFILE:
@@ -647,12 +648,12 @@ int
 queue_add(struct queue *q, const struct msg *m, const char *origin,
     struct qentry *e, char *err, size_t errlen)
 {
-	return queue_add_as(q, m, origin, NULL, e, err, errlen);
+	return queue_add_as(q, m, origin, NULL, getuid(), e, err, errlen);
 }
 
 int
 queue_add_as(struct queue *q, const struct msg *m, const char *origin,
-    const char *id, struct qentry *e, char *err, size_t errlen)
+    const char *id, uid_t uid, struct qentry *e, char *err, size_t errlen)
 {
 	int dfd = -1, ex, saved, renamed = 0;
 
@@ -666,6 +667,7 @@ queue_add_as(struct queue *q, const struct msg *m, const char *origin,
 	}
 	if (entry_init(e, m, origin) == -1)
 		goto fail;
+	e->uid = uid;
 	if ((dfd = openat(q->tmpfd, e->id, O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC)) == -1 || build_entry(q, dfd, m, e) == -1)
 		goto fail;
@@ -714,7 +716,7 @@ copy_file(int from, int to)
  * failed/ID with its bytes, if any could be read, and the reason.
  */
 int
-queue_add_failed(struct queue *q, const char *id, int srcfd,
+queue_add_failed(struct queue *q, const char *id, uid_t uid, int srcfd,
     const char *origin, const char *why, char *err, size_t errlen)
 {
 	struct qentry e;
@@ -726,7 +728,7 @@ queue_add_failed(struct queue *q, const char *id, int srcfd,
 	errno = 0;
 	if (new_entry_dir(q, id, e.id, sizeof(e.id)) == -1)
 		return syserr(q, "tmp", NULL, err, errlen);
-	e.uid = getuid();
+	e.uid = uid;
 	e.created = time(NULL);
 	if (srcfd != -1 && fstat(srcfd, &st) == 0)
 		e.size = st.st_size;
@@ -971,6 +973,36 @@ queue_fail(struct queue *q, struct qentry *e, char *err, size_t errlen)
 	return 0;
 }
 
+/* Does a process hold tmp/ID (its message locked: still being built)? */
+static int
+tmp_held(struct queue *q, const char *id)
+{
+	char path[64];
+	int fd, busy = 0;
+
+	snprintf(path, sizeof(path), "%s/message", id);
+	if ((fd = openat(q->tmpfd, path, O_RDONLY | O_CLOEXEC |
+	    O_NOFOLLOW)) != -1) {
+		busy = flock(fd, LOCK_EX | LOCK_NB) == -1;
+		(void)close(fd);
+	}
+	return busy;
+}
+
+int
+queue_clear_tmp(struct queue *q, const char *id)
+{
+	struct stat st;
+
+	if (!valid_id(id) || fstatat(q->tmpfd, id, &st,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		return 0;
+	if (!S_ISDIR(st.st_mode) || tmp_held(q, id))
+		return -1;
+	purge(q->tmpfd, id);
+	return fstatat(q->tmpfd, id, &st, AT_SYMLINK_NOFOLLOW) == -1 ? 0 : -1;
+}
+
 /*
  * tmp/ holds what a crash left behind: an entry half built (never
  * committed) or half removed (already delivered).  Neither is wanted.
@@ -978,10 +1010,9 @@ queue_fail(struct queue *q, struct qentry *e, char *err, size_t errlen)
 void
 queue_tidy(struct queue *q)
 {
-	char **ids, err[ERRLEN], path[64];
+	char **ids, err[ERRLEN];
 	struct stat st;
 	size_t n, i;
-	int fd, busy;
 
 	if (list_dir(q, q->tmpfd, "tmp", &ids, &n, err, sizeof(err)) == -1)
 		return;
@@ -993,14 +1024,7 @@ queue_tidy(struct queue *q)
 			(void)unlinkat(q->tmpfd, ids[i], 0);
 			continue;
 		}
-		snprintf(path, sizeof(path), "%s/message", ids[i]);
-		busy = 0;
-		if ((fd = openat(q->tmpfd, path, O_RDONLY | O_CLOEXEC |
-		    O_NOFOLLOW)) != -1) {
-			busy = flock(fd, LOCK_EX | LOCK_NB) == -1;
-			(void)close(fd);
-		}
-		if (!busy)
+		if (!tmp_held(q, ids[i]))
 			purge(q->tmpfd, ids[i]);
 	}
 	queue_ids_free(ids, n);

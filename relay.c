@@ -380,6 +380,10 @@ rights_hint(const char *path, int want, char *buf, size_t size)
 	return buf;
 }
 
+/*
+ * The log's status for a message relay did not keep (relay(8),
+ * Delivery): the caller has it and the exit status says what to do.
+ */
 static const char *
 status_word(int ex)
 {
@@ -387,15 +391,15 @@ status_word(int ex)
 	case EX_OK:
 		return "sent";
 	case EX_TEMPFAIL:
-		return "tempfail";
+		return "tempfail";	/* the caller may try again */
 	default:
-		return "failed";
+		return "refused";
 	}
 }
 
 /* "queue none": one line per message, as the queue's log has per try. */
 static void
-log_direct(const struct conf *conf, const struct msg *m,
+log_direct(const struct conf *conf, const struct msg *m, off_t size,
     const struct delivery *d, int ex, const char *err, double secs)
 {
 	char to[1024] = "", addr[ADDR_MAX + 4];
@@ -415,7 +419,7 @@ log_direct(const struct conf *conf, const struct msg *m,
 	}
 	log_line(conf, ex == EX_OK, "from=<%s> to=%s size=%lld relay=%s "
 	    "status=%s reply=\"%s\" duration=%.2fs uid=%lu%s%s%s%s%s",
-	    m->sender, to, (long long)m->size, d->relay[0] != '\0' ?
+	    m->sender, to, (long long)size, d->relay[0] != '\0' ?
 	    d->relay : conf->host, status_word(ex), d->last, secs,
 	    (unsigned long)getuid(), m->note ? " note=\"" : "",
 	    m->note ? m->note : "", m->note ? "\"" : "",
@@ -434,6 +438,7 @@ send_direct(struct conf *conf, struct msg *m)
 	struct delivery d;
 	struct timespec start;
 	char err[ERRLEN];
+	off_t size = m->size;	/* as read, as a queue would log it */
 	int ex = EX_TEMPFAIL;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -445,7 +450,7 @@ send_direct(struct conf *conf, struct msg *m)
 	}
 	if (ex != EX_OK)
 		warnx("%s", err);
-	log_direct(conf, m, &d, ex, err, seconds_since(&start));
+	log_direct(conf, m, size, &d, ex, err, seconds_since(&start));
 	return ex;
 }
 
@@ -518,9 +523,10 @@ send_queued(struct conf *conf, struct msg *m, enum when when)
 	if (ex != EX_OK) {
 		warnx("cannot queue the message: %s%s", err,
 		    rights_hint(conf->queue, W_OK | X_OK, hint, sizeof hint));
-		log_line(conf, 0, "from=<%s> size=%lld status=failed uid=%lu "
+		log_line(conf, 0, "from=<%s> size=%lld status=%s uid=%lu "
 		    "error=cannot queue the message: %s", m->sender,
-		    (long long)m->size, (unsigned long)getuid(), err);
+		    (long long)m->size, status_word(ex),
+		    (unsigned long)getuid(), err);
 		return ex;
 	}
 	if (when == WHEN_QUEUE || (when == WHEN_BACKGROUND &&
@@ -654,6 +660,11 @@ main(int argc, char *argv[])
 	fix_std_fds();
 	harden();
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * A file size limit (ulimit -f) makes a write fail with EFBIG, the
+	 * message not queued (exit 75), instead of killing us mid-write.
+	 */
+	signal(SIGXFSZ, SIG_IGN);
 	/*
 	 * Group bits only where a directory of the queue has them (queue.c):
 	 * a queue shared by group relay.  Every other file relay makes is

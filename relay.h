@@ -669,19 +669,31 @@ void	 queue_close(struct queue *);
  */
 int	 queue_add(struct queue *, const struct msg *, const char *origin,
 	    struct qentry *e, char *err, size_t errlen);
-/* The same under a chosen id (see queue_new_id); EEXIST if it is taken. */
+/*
+ * The same under a chosen id (see queue_new_id; EEXIST if it is taken),
+ * recording uid as the submitter's.
+ */
 int	 queue_add_as(struct queue *, const struct msg *, const char *origin,
-	    const char *id, struct qentry *e, char *err, size_t errlen);
+	    const char *id, uid_t uid, struct qentry *e, char *err,
+	    size_t errlen);
 /* A fresh id: creation time and randomness, sorting by age. */
 void	 queue_new_id(char *id, size_t idlen);
 /* Is anything named id in queue/ or failed/ (an entry, locked or not)? */
 int	 queue_has(struct queue *, const char *id);
 /*
  * Keep what never became a message (a bad spool file) in failed/ID:
- * srcfd's bytes (none if -1) and why.  Returns EX_OK or a sysexits code.
+ * srcfd's bytes (none if -1), why, uid as the submitter's.  Returns
+ * EX_OK or a sysexits code.
  */
-int	 queue_add_failed(struct queue *, const char *id, int srcfd,
-	    const char *origin, const char *why, char *err, size_t errlen);
+int	 queue_add_failed(struct queue *, const char *id, uid_t uid,
+	    int srcfd, const char *origin, const char *why, char *err,
+	    size_t errlen);
+/*
+ * Remove tmp/ID left by a crash, for a caller that alone may use that id
+ * (spool.c holds its claim's lock).  Returns 0 when there is no tmp/ID
+ * (any longer), -1 when a process still holds it or it cannot go.
+ */
+int	 queue_clear_tmp(struct queue *, const char *id);
 /* Ids in queue/ (or failed/), oldest first.  Returns 0 or -1 (err). */
 int	 queue_ids(struct queue *, int failed, char ***ids, size_t *nids,
 	    char *err, size_t errlen);
@@ -793,8 +805,13 @@ int	 verrf(char *err, size_t errlen, int ret, const char *fmt, va_list ap)
 /* One log line: syslog LOG_MAIL (LOG_INFO if ok, else LOG_ERR) or stderr. */
 void	 log_line(const struct conf *, int ok, const char *fmt, ...)
 	    __attribute__((__format__(__printf__, 3, 4)));
-/* Copy src to dst making it safe for a terminal or syslog (vis-encoded). */
+/*
+ * Copy src to dst making it safe for a terminal or syslog: "\\" for a
+ * backslash, \ooo for octets outside printable ASCII (relay(8), Delivery).
+ */
 void	 sanitise(char *dst, size_t dstlen, const char *src, size_t srclen);
+/* The same for text sanitise() made already: its escapes kept as they are. */
+void	 sanitise_kept(char *dst, size_t dstlen, const char *src);
 /* Wall time since start (CLOCK_MONOTONIC), in seconds. */
 double	 seconds_since(const struct timespec *start);
 /* Write all of p, or -1 with errno set. */

@@ -327,7 +327,7 @@ command_child(const struct command *cmd, int outfd, int errfd)
 {
 	static const int sigs[] = {
 		SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM,
-		SIGUSR1, SIGUSR2
+		SIGUSR1, SIGUSR2, SIGXFSZ
 	};
 	sigset_t none;
 	size_t i;

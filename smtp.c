@@ -81,6 +81,16 @@ reply_feed(struct reply *r, const char *line, size_t len, char *err,
 		snprintf(err, errlen, "malformed reply \"%s\"", show);
 		return -1;
 	}
+	/*
+	 * RFC 5321 4.2: the text is printable ASCII.  A NUL would end the
+	 * line for every string function after us, hiding what follows
+	 * (an EHLO keyword: "does not offer STARTTLS").
+	 */
+	if (memchr(line, '\0', len) != NULL) {
+		snprintf(err, errlen, "malformed reply \"%s\" (a NUL byte)",
+		    show);
+		return -1;
+	}
 	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + line[2] - '0';
 	/* Many short lines stay under REPLY_MAX: count them too. */
 	if (r->lines >= REPLY_LINES) {
@@ -109,20 +119,27 @@ reply_feed(struct reply *r, const char *line, size_t len, char *err,
 	return last;
 }
 
-/* The reply as one safe line, for messages and the log. */
+/*
+ * The reply as one safe line, for messages, the log, the queue and
+ * bounces: each line sanitised on its own (a backslash of the reply
+ * stays "\\", never read as an escape), the lines joined by " / ".
+ */
 static void
 reply_oneline(const struct reply *r, char *buf, size_t size)
 {
-	char *p;
+	const char *nl;
+	size_t at = 0, n, used;
 
-	sanitise(buf, size, r->text, r->len);
-	/* sanitise() wrote line breaks as \012; show them as " / " */
-	while ((p = strstr(buf, "\\012")) != NULL) {
-		p[0] = ' ';
-		p[1] = '/';
-		p[2] = ' ';
-		memmove(p + 3, p + 4, strlen(p + 4) + 1);
-	}
+	buf[0] = '\0';
+	do {
+		nl = memchr(r->text + at, '\n', r->len - at);
+		n = nl != NULL ? (size_t)(nl - (r->text + at)) : r->len - at;
+		if (at > 0 && strlcat(buf, " / ", size) >= size)
+			break;
+		used = strlen(buf);
+		sanitise(buf + used, size - used, r->text + at, n);
+		at += n + 1;
+	} while (nl != NULL);
 }
 
 static int

@@ -4,6 +4,8 @@
  * the queue.  A file is claimed by renaming it to ".relay-ID", ID being
  * the queue id it will get, so a crash at any point can be told apart
  * later: if queue/ID or failed/ID exists, the claim was taken in.
+ * What a spool file becomes is no runner's: it gets a fixed envelope
+ * sender and the spool directory owner's uid (relay(8), SPOOL DIRECTORY).
  */
 #include <sys/types.h>
 #include <sys/file.h>
@@ -28,6 +30,8 @@
 struct spool {
 	struct run	*r;
 	int		 dirfd;
+	uid_t		 owner;		/* the directory's: its entries' uid */
+	char		 sender[ADDR_MAX + 1];	/* their envelope sender */
 };
 
 /* Keep a bad file's bytes (if fd != -1) and why in failed/, then drop it. */
@@ -43,7 +47,7 @@ reject(struct spool *sp, const char *name, const char *path, const char *id,
 	snprintf(reason, sizeof(reason), "spool file %s: %s", safe, why);
 	if (fd != -1 && lseek(fd, 0, SEEK_SET) == -1)
 		fd = -1;
-	if (queue_add_failed(sp->r->q, id, fd, origin, reason, err,
+	if (queue_add_failed(sp->r->q, id, sp->owner, fd, origin, reason, err,
 	    sizeof(err)) != EX_OK) {
 		log_line(sp->r->conf, 0, "%s (left in the spool: %s)", reason,
 		    err);
@@ -73,6 +77,9 @@ take_in(struct spool *sp, int fd, const char *claim, const char *name,
 
 	memset(&mo, 0, sizeof(mo));
 	mo.extract = 1;
+	/* As with -f and -F "": nothing from the runner's passwd entry. */
+	mo.from = sp->sender;
+	mo.fullname = "";
 	if ((ex = msg_read(&m, fd, &mo, sp->r->conf, err, sizeof(err))) !=
 	    EX_OK) {
 		if (ex == EX_DATAERR || ex == EX_USAGE || ex == EX_NOUSER)
@@ -84,7 +91,8 @@ take_in(struct spool *sp, int fd, const char *claim, const char *name,
 	}
 	sanitise(safe, sizeof(safe), name, strlen(name));
 	snprintf(origin, sizeof(origin), "spool %s", safe);
-	ex = queue_add_as(sp->r->q, &m, origin, id, &e, err, sizeof(err));
+	ex = queue_add_as(sp->r->q, &m, origin, id, sp->owner, &e, err,
+	    sizeof(err));
 	msg_free(&m);
 	if (ex != EX_OK) {
 		log_line(sp->r->conf, 0, "spool file %s: %s (left for the "
@@ -98,17 +106,15 @@ take_in(struct spool *sp, int fd, const char *claim, const char *name,
 	qentry_free(&e);
 }
 
-/* A file that cannot be a message: say why, or NULL if it can be. */
+/* A file that cannot be a message (st, of name): why, or NULL if it can be. */
 static const char *
-unusable(struct spool *sp, const char *name, char *why, size_t whylen)
+unusable(struct spool *sp, const char *name, const struct stat *st,
+    char *why, size_t whylen)
 {
 	char target[200];
-	struct stat st;
 	ssize_t n;
 
-	if (fstatat(sp->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return NULL;		/* gone: another run took it */
-	if (S_ISLNK(st.st_mode)) {
+	if (S_ISLNK(st->st_mode)) {
 		n = readlinkat(sp->dirfd, name, target, sizeof(target) - 1);
 		target[n > 0 ? n : 0] = '\0';
 		snprintf(why, whylen, "is a symbolic link (to %s); relay does "
@@ -117,17 +123,50 @@ unusable(struct spool *sp, const char *name, char *why, size_t whylen)
 		strlcpy(why, target, whylen);
 		return why;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st->st_mode)) {
 		snprintf(why, whylen, "is not a regular file");
 		return why;
 	}
 	/* A link to a file the producer could not read itself. */
-	if (st.st_nlink != 1) {
+	if (st->st_nlink != 1) {
 		snprintf(why, whylen, "has %ju hard links; relay takes only "
-		    "files with one", (uintmax_t)st.st_nlink);
+		    "files with one", (uintmax_t)st->st_nlink);
 		return why;
 	}
 	return NULL;
+}
+
+/*
+ * The file fd is open on, as fstat(2) sees it: a check by name alone
+ * would pass a file swapped in between (a hard link to one the producer
+ * may not read).  Returns 0 to read it, -1 (fd closed) to leave it: bad,
+ * or not the file named checked (left for the next run).
+ */
+static int
+opened_ok(struct spool *sp, int fd, const char *name, const char *id,
+    const struct stat *named)
+{
+	char why[ERRLEN];
+	struct stat st;
+
+	if (fstat(fd, &st) == -1) {
+		snprintf(why, sizeof(why), "cannot be read: %s",
+		    strerror(errno));
+		(void)close(fd);
+		reject(sp, name, name, id, -1, why);
+		return -1;
+	}
+	if (unusable(sp, name, &st, why, sizeof(why)) != NULL) {
+		(void)close(fd);
+		reject(sp, name, name, id, -1, why);
+		return -1;
+	}
+	if (named != NULL && (st.st_dev != named->st_dev ||
+	    st.st_ino != named->st_ino)) {
+		(void)close(fd);
+		return -1;
+	}
+	return 0;
 }
 
 /* One producer's file: claim it, then take it in. */
@@ -135,10 +174,13 @@ static void
 one_file(struct spool *sp, const char *name)
 {
 	char why[ERRLEN], claim[64], id[32];
+	struct stat named;
 	int fd;
 
 	queue_new_id(id, sizeof(id));
-	if (unusable(sp, name, why, sizeof(why)) != NULL) {
+	if (fstatat(sp->dirfd, name, &named, AT_SYMLINK_NOFOLLOW) == -1)
+		return;			/* gone: another run took it */
+	if (unusable(sp, name, &named, why, sizeof(why)) != NULL) {
 		reject(sp, name, name, id, -1, why);
 		return;
 	}
@@ -151,6 +193,8 @@ one_file(struct spool *sp, const char *name)
 		}
 		return;
 	}
+	if (opened_ok(sp, fd, name, id, &named) == -1)
+		return;
 	snprintf(claim, sizeof(claim), CLAIM "%s", id);
 	/* Busy: another run has it.  Gone: another run took it. */
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1 ||
@@ -183,11 +227,21 @@ one_claim(struct spool *sp, const char *claim)
 		(void)close(fd);	/* its run is still at it */
 		return;
 	}
+	/* A producer may make such a name too: the same checks. */
+	if (opened_ok(sp, fd, claim, id, NULL) == -1)
+		return;
 	if (queue_has(sp->r->q, id)) {
 		(void)unlinkat(sp->dirfd, claim, 0);
 		(void)fsync(sp->dirfd);
-	} else
+	} else if (queue_clear_tmp(sp->r->q, id) == 0)
+		/*
+		 * The crash may have come after tmp/ID was made: never
+		 * committed, and ours alone while we hold the claim.
+		 */
 		take_in(sp, fd, claim, claim, id);
+	else
+		log_line(sp->r->conf, 0, "spool file %s: %s/tmp/%s is in the "
+		    "way (left for the next run)", claim, sp->r->q->dir, id);
 	(void)close(fd);
 }
 
@@ -223,6 +277,63 @@ names(int dirfd, size_t *np)
 	return v;
 }
 
+/*
+ * The envelope sender of every spool file, the runner's name in none:
+ * "from", else MAILER-DAEMON@domain, else the AUTH user if it is an
+ * address.  0, or -1 when there is none.
+ */
+static int
+fixed_sender(const struct conf *c, char *buf, size_t size)
+{
+	int n;
+
+	if (c->from != NULL)
+		n = snprintf(buf, size, "%s", c->from);
+	else if (c->domain != NULL)
+		n = snprintf(buf, size, "MAILER-DAEMON@%s", c->domain);
+	else if (c->user != NULL && strchr(c->user, '@') != NULL)
+		n = snprintf(buf, size, "%s", c->user);
+	else
+		return -1;
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/*
+ * Only a run that owns the queue may: root's, or one not running setgid
+ * (its user owns queue and configuration, or it is the group's own).
+ * A user's run of a setgid relay would send others' mail in its name
+ * and show them on its stderr (SECURITY in relay(8)).
+ */
+static int
+may_take_in(void)
+{
+	return !privileged() || getuid() == 0;
+}
+
+static int
+spool_open(struct spool *sp, struct run *r)
+{
+	const struct conf *c = r->conf;
+	struct stat st;
+
+	sp->r = r;
+	if (fixed_sender(c, sp->sender, sizeof(sp->sender)) == -1) {
+		log_line(c, 0, "spool %s: no envelope sender for its files: "
+		    "set \"from\" in %s (left for the next run)", c->spool,
+		    c->path);
+		return -1;
+	}
+	if ((sp->dirfd = open(c->spool, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1 || fstat(sp->dirfd, &st) == -1) {
+		log_line(c, 0, "spool %s: %s", c->spool, strerror(errno));
+		if (sp->dirfd != -1)
+			(void)close(sp->dirfd);
+		return -1;
+	}
+	sp->owner = st.st_uid;
+	return 0;
+}
+
 void
 spool_intake(struct run *r)
 {
@@ -230,15 +341,9 @@ spool_intake(struct run *r)
 	char **v;
 	size_t n, i;
 
-	if (r->conf->spool == NULL)
+	if (r->conf->spool == NULL || !may_take_in() ||
+	    spool_open(&sp, r) == -1)
 		return;
-	sp.r = r;
-	if ((sp.dirfd = open(r->conf->spool, O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC)) == -1) {
-		log_line(r->conf, 0, "spool %s: %s", r->conf->spool,
-		    strerror(errno));
-		return;
-	}
 	errno = 0;
 	if ((v = names(sp.dirfd, &n)) == NULL && errno != 0)
 		log_line(r->conf, 0, "spool %s: %s", r->conf->spool,

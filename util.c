@@ -54,12 +54,13 @@ log_line(const struct conf *conf, int ok, const char *fmt, ...)
 }
 
 /*
- * Server replies and message text reach terminals and syslog: escape
- * anything that is not printable ASCII as \ooo, like vis(3) VIS_OCTAL, so a
- * hostile smarthost cannot send terminal escapes.  Always terminates dst.
+ * Octets outside printable ASCII as \ooo, like vis(3) VIS_OCTAL; a
+ * backslash as "\\" unless src is such text already (encoded), so that
+ * each backslash of the result starts exactly one escape.
  */
-void
-sanitise(char *dst, size_t dstlen, const char *src, size_t srclen)
+static void
+vis_copy(char *dst, size_t dstlen, const char *src, size_t srclen,
+    int encoded)
 {
 	static const char digits[] = "01234567";
 	size_t i, o = 0;
@@ -69,7 +70,7 @@ sanitise(char *dst, size_t dstlen, const char *src, size_t srclen)
 	for (i = 0; i < srclen; i++) {
 		unsigned char c = (unsigned char)src[i];
 
-		if (c >= 0x20 && c < 0x7f && c != '\\') {
+		if (c >= 0x20 && c < 0x7f && (c != '\\' || encoded)) {
 			if (o + 1 >= dstlen)
 				break;
 			dst[o++] = (char)c;
@@ -88,6 +89,29 @@ sanitise(char *dst, size_t dstlen, const char *src, size_t srclen)
 		}
 	}
 	dst[o] = '\0';
+}
+
+/*
+ * Server replies and message text reach terminals and syslog: encoded
+ * as above, so a hostile smarthost cannot send terminal escapes, and the
+ * text can be read back exactly (relay(8), Delivery).  Always terminates
+ * dst.
+ */
+void
+sanitise(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	vis_copy(dst, dstlen, src, srclen, 0);
+}
+
+/*
+ * Text sanitise() made, read back from an envelope: shown as it is (its
+ * escapes stay single), any octet a hand edit left outside printable
+ * ASCII escaped.
+ */
+void
+sanitise_kept(char *dst, size_t dstlen, const char *src)
+{
+	vis_copy(dst, dstlen, src, strlen(src), 1);
 }
 
 ssize_t

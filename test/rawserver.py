@@ -12,6 +12,9 @@
   --scenario stall-greeting  accepts, never speaks
   --scenario garbage         greets with "HTTP/1.1 400 Bad Request"
   --scenario badreply        valid greeting, then "25O ok" to EHLO
+  --scenario nul-ehlo        plaintext; the EHLO reply has a NUL byte inside
+                             its first line, before "250-STARTTLS" and
+                             "250 AUTH PLAIN LOGIN"; STARTTLS is refused
   --scenario tls-then-stall  implicit TLS handshake, then never greets
   --scenario close           accepts and closes at once
   --scenario noaccept        listen(0), backlog filled, never accepts: a
@@ -36,7 +39,7 @@ import threading
 import time
 
 SCENARIOS = ("inject", "nostarttls", "stall-greeting", "garbage", "badreply",
-             "tls-then-stall", "close", "noaccept")
+             "tls-then-stall", "close", "noaccept", "nul-ehlo")
 
 
 class Out:
@@ -323,6 +326,11 @@ def sc_badreply(c):
         c.send(b"500 5.5.2 what?\r\n")
 
 
+def sc_nul_ehlo(c):
+    c.send(GREETING)
+    dialogue(c, [b"SIZE 1000\0hidden", b"STARTTLS", b"AUTH PLAIN LOGIN"])
+
+
 def sc_tls_then_stall(c):
     if c.start_tls(c.opts.ctx):
         c.drain()
@@ -336,7 +344,7 @@ HANDLERS = {
     "inject": sc_inject, "nostarttls": sc_nostarttls,
     "stall-greeting": sc_stall_greeting, "garbage": sc_garbage,
     "badreply": sc_badreply, "tls-then-stall": sc_tls_then_stall,
-    "close": sc_close,
+    "close": sc_close, "nul-ehlo": sc_nul_ehlo,
 }
 
 

@@ -62,7 +62,7 @@ start_smarthost badpw --mode starttls
 send badpw queue none password wrong-Passw0rd
 assert_exit 77 "wrong password: exit 77"
 assert_error "wrong password" "refused AUTH" "as $T_USER" "535"
-assert_log_status failed "wrong password"
+assert_log_status refused "wrong password"
 assert_file_contains "$SMARTHOST_badpw_OUT/events.log" "auth 1 fail PLAIN $T_USER" \
     "wrong password: the server saw the failed AUTH"
 clear_is badpw plaintext.log "$STLS" "wrong password" \
@@ -180,7 +180,7 @@ start_smarthost mail550 --mode starttls --fault mail:550
 send mail550 queue none
 assert_exit 69 "550 to MAIL: exit 69"
 assert_error "550 to MAIL" "MAIL FROM:<sender@example.org>" "550"
-assert_log_status failed "550 to MAIL"
+assert_log_status refused "550 to MAIL"
 clear_is mail550 plaintext.log "$STLS" "550 to MAIL"
 nothing_stored mail550 "550 to MAIL"
 

@@ -992,7 +992,7 @@ test_ids(struct queue *q)
 		return;
 	for (i = N(want); i-- > 0;) {
 		err[0] = '\0';
-		CHECK(queue_add_as(q, &m, "stdin", want[i], &e, err,
+		CHECK(queue_add_as(q, &m, "stdin", want[i], getuid(), &e, err,
 		    sizeof(err)) == EX_OK && strcmp(e.id, want[i]) == 0,
 		    "queue_add_as %s (%s)", want[i], err);
 		qentry_free(&e);
@@ -1130,7 +1130,8 @@ test_add_as(struct queue *q)
 
 	if (make_msg(&m, "queue_add_as") != EX_OK)
 		return;
-	ex = queue_add_as(q, &m, "spool cron.1", id, &e, err, sizeof(err));
+	ex = queue_add_as(q, &m, "spool cron.1", id, getuid(), &e, err,
+	    sizeof(err));
 	CHECK(ex == EX_OK && strcmp(e.id, id) == 0, "queue_add_as %s (%s)",
 	    id, err);
 	CHECK_STR(e.origin, "spool cron.1", "queue_add_as: origin");
@@ -1138,7 +1139,8 @@ test_add_as(struct queue *q)
 	before = file_text(sub, NULL);
 
 	strlcpy(err, "", sizeof(err));
-	ex = queue_add_as(q, &m, "stdin", id, &e2, err, sizeof(err));
+	ex = queue_add_as(q, &m, "stdin", id, getuid(), &e2, err,
+	    sizeof(err));
 	CHECK(ex != EX_OK, "queue_add_as with an id taken in queue/ fails "
 	    "(%d)", ex);
 	CHECK(strstr(err, strerror(EEXIST)) != NULL, "... EEXIST in \"%s\"",
@@ -1159,7 +1161,8 @@ test_add_as(struct queue *q)
 	CHECK(ex == 0, "queue_fail for the next case (%s)", err);
 	qentry_free(&e);
 	strlcpy(err, "", sizeof(err));
-	ex = queue_add_as(q, &m, "stdin", id, &e2, err, sizeof(err));
+	ex = queue_add_as(q, &m, "stdin", id, getuid(), &e2, err,
+	    sizeof(err));
 	CHECK(ex != EX_OK && strstr(err, strerror(EEXIST)) != NULL,
 	    "queue_add_as with an id taken in failed/: EEXIST (%d \"%s\")",
 	    ex, err);
@@ -1172,8 +1175,8 @@ test_add_as(struct queue *q)
 	make_dir("tmp/6921b3c5abcd00");
 	write_file("tmp/6921b3c5abcd00/message", "x", 1);
 	strlcpy(err, "", sizeof(err));
-	ex = queue_add_as(q, &m, "stdin", "6921b3c5abcd00", &e2, err,
-	    sizeof(err));
+	ex = queue_add_as(q, &m, "stdin", "6921b3c5abcd00", getuid(), &e2,
+	    err, sizeof(err));
 	CHECK(ex != EX_OK && strstr(err, strerror(EEXIST)) != NULL,
 	    "queue_add_as with an id taken in tmp/: EEXIST (%d \"%s\")", ex,
 	    err);
@@ -1188,7 +1191,8 @@ test_add_as(struct queue *q)
 	 * id from a ".relay-ID" name in the spool directory).
 	 */
 	strlcpy(err, "", sizeof(err));
-	ex = queue_add_as(q, &m, "stdin", ".x", &e2, err, sizeof(err));
+	ex = queue_add_as(q, &m, "stdin", ".x", getuid(), &e2, err,
+	    sizeof(err));
 	CHECK(ex != EX_OK && !exists("queue/.x"), "queue_add_as refuses the "
 	    "id \".x\", which queue_ids and queue_lock ignore (%d)", ex);
 	if (ex == EX_OK)
@@ -1208,7 +1212,7 @@ test_add_failed(struct queue *q)
 	size_t len;
 	int ex, fd;
 
-	ex = queue_add_failed(q, "6921b3c5f00001", -1, "spool fifo",
+	ex = queue_add_failed(q, "6921b3c5f00001", getuid(), -1, "spool fifo",
 	    "spool file fifo: is not a regular file", err, sizeof(err));
 	CHECK(ex == EX_OK, "queue_add_failed without bytes (%s)", err);
 	CHECK(count_entries("tmp") == 0 && count_entries("queue") == 0,
@@ -1235,7 +1239,7 @@ test_add_failed(struct queue *q)
 	qentry_free(&e);
 
 	fd = temp_file(bytes, sizeof(bytes) - 1);
-	ex = queue_add_failed(q, "6921b3c5f00002", fd, "spool bad",
+	ex = queue_add_failed(q, "6921b3c5f00002", getuid(), fd, "spool bad",
 	    "spool file bad: no recipient", err, sizeof(err));
 	(void)close(fd);
 	CHECK(ex == EX_OK, "queue_add_failed with bytes (%s)", err);
@@ -1254,8 +1258,8 @@ test_add_failed(struct queue *q)
 	qentry_free(&e);
 
 	strlcpy(err, "", sizeof(err));
-	ex = queue_add_failed(q, "6921b3c5f00002", -1, "spool x", "why", err,
-	    sizeof(err));
+	ex = queue_add_failed(q, "6921b3c5f00002", getuid(), -1, "spool x",
+	    "why", err, sizeof(err));
 	CHECK(ex != EX_OK && strstr(err, strerror(EEXIST)) != NULL,
 	    "queue_add_failed with a taken id: EEXIST (%d \"%s\")", ex, err);
 	text = file_text("failed/6921b3c5f00002/message", &len);

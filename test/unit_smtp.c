@@ -91,6 +91,12 @@ test_reply_limits(void)
 	CHECK(rv == -1 && strstr(err, "reply longer than") != NULL,
 	    "an endless reply is cut off at REPLY_MAX: %s", err);
 	CHECK(i * sizeof line < 2 * REPLY_MAX, "cut off early enough");
+
+	/* A NUL would hide the rest of the line, and the lines after it. */
+	reply_init(&r);
+	rv = reply_feed(&r, "250-a\0b", 7, err, sizeof err);
+	CHECK(rv == -1 && strstr(err, "malformed reply \"250-a\\000b\"") !=
+	    NULL, "a NUL in a reply line: malformed (%s)", err);
 }
 
 static void
@@ -117,6 +123,11 @@ test_sanitise(void)
 		sanitise(out, cases[i].outsize, cases[i].in, cases[i].inlen);
 		CHECK_STR(out, cases[i].want, "%s", cases[i].what);
 	}
+	/* What sanitise made, shown again: its escapes stay single. */
+	sanitise_kept(out, sizeof out, "C:\\\\012dir \\033");
+	CHECK_STR(out, "C:\\\\012dir \\033", "sanitise_kept keeps escapes");
+	sanitise_kept(out, sizeof out, "a\033b");
+	CHECK_STR(out, "a\\033b", "sanitise_kept escapes a raw ESC");
 }
 
 static void
