@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <time.h>
 
 #define RELAY_VERSION		"0.1"
@@ -847,9 +848,19 @@ struct wbuf {
 	char		 buf[WBUF_SIZE];
 };
 void	 wbuf_init(struct wbuf *, msg_put_fn put, void *ctx);
-int	 wbuf_put(struct wbuf *, const char *p, size_t n);
+int	 wbuf_put_more(struct wbuf *, const char *p, size_t n);
 int	 wbuf_flush(struct wbuf *);
 int	 wbuf_put_fd(void *ctx, const char *p, size_t n);
+/* Inline for what fits: the body is copied a line at a time. */
+static inline int
+wbuf_put(struct wbuf *b, const char *p, size_t n)
+{
+	if (n > sizeof(b->buf) - b->used)
+		return wbuf_put_more(b, p, n);
+	memcpy(b->buf + b->used, p, n);
+	b->used += n;
+	return 0;
+}
 static inline int
 wbuf_putc(struct wbuf *b, char c)
 {

@@ -197,8 +197,9 @@ wbuf_flush(struct wbuf *b)
 	return 0;
 }
 
+/* wbuf_put for what does not fit in the room left. */
 int
-wbuf_put(struct wbuf *b, const char *p, size_t n)
+wbuf_put_more(struct wbuf *b, const char *p, size_t n)
 {
 	size_t room;
 
