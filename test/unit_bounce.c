@@ -117,7 +117,7 @@ report(struct text *t, const struct conf *c, const struct qentry *e,
 	memset(t, 0, sizeof(*t));
 	fd = file_with("", 0);
 	err[0] = '\0';
-	if ((rv = bounce_write(fd, c, e, which, nwhich, NOW, err,
+	if ((rv = bounce_write(fd, c, REPORT_FAILED, e, which, nwhich, NOW, err,
 	    sizeof(err))) == 0) {
 		if (fstat(fd, &st) == -1 ||
 		    (t->p = calloc(1, (size_t)st.st_size + 1)) == NULL)
