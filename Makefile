@@ -89,8 +89,12 @@ fuzz:
 # name a group the target system may not have yet, and a setgid relay of
 # any other group would lend that group's rights to every user.  An
 # existing queue directory is left alone: its mode or owner may have been
-# changed on purpose, and install never opens it up.
+# changed on purpose, and install never opens it up.  Its tmp/, queue/
+# and failed/ are made here, with the modes queue_open (queue.c) would
+# give them, so that the first user to submit does not own them; in an
+# existing queue only when it is the setgid model's.
 RELAY_GROUP = relay
+QUEUESUBDIRS = tmp queue failed
 
 install: $(PROG)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
@@ -121,24 +125,29 @@ install: $(PROG)
 	@q=$(DESTDIR)$(QUEUEDIR); \
 	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 		have=$$(stat -c '%a %U:%G' $$q 2>/dev/null); \
-		if [ "$$have" = "2770 root:$(RELAY_GROUP)" ]; then \
-			:; \
-		elif [ -d $$q ]; then \
+		if [ -d $$q ] && [ "$$have" != "2770 root:$(RELAY_GROUP)" ]; then \
 			echo "install: $$q exists, left as it is ($$have;" \
 			    "the setgid model wants 2770 root:$(RELAY_GROUP))"; \
 		else \
-			(set -x; install -d -o root -g $(RELAY_GROUP) -m 2770 \
-			    $$q) || exit 1; \
+			for d in $$q $(QUEUESUBDIRS:%=$$q/%); do \
+				[ -d $$d ] || (set -x; install -d -o root \
+				    -g $(RELAY_GROUP) -m 2770 $$d) || exit 1; \
+			done; \
 		fi; \
 		echo "install: relay is setgid $(RELAY_GROUP): make" \
 		    "/etc/relay.conf (and a password_file) root:$(RELAY_GROUP)" \
 		    "mode 0640; see SECURITY in relay(8)"; \
 	else \
-		[ -d $$q ] || (set -x; install -d -m 700 $$q) || exit 1; \
+		if [ ! -d $$q ]; then \
+			for d in $$q $(QUEUESUBDIRS:%=$$q/%); do \
+				(set -x; install -d -m 700 $$d) || exit 1; \
+			done; \
+		fi; \
 		echo "install: DESTDIR set or not root: relay installed" \
 		    "0755, not setgid; for the setgid model make it" \
-		    "root:$(RELAY_GROUP) 2755 and $(QUEUEDIR) root:$(RELAY_GROUP)" \
-		    "2770 (SECURITY in relay(8))"; \
+		    "root:$(RELAY_GROUP) 2755 and $(QUEUEDIR) (and its" \
+		    "$(QUEUESUBDIRS)) root:$(RELAY_GROUP) 2770 (SECURITY in" \
+		    "relay(8))"; \
 	fi
 
 # relay and its peers side by side (bench/compare, bench/README); never

@@ -1,8 +1,9 @@
 /*
- * Delivery status notifications: when recipients are given up on, their
- * sender gets an RFC 3464 report inside an RFC 6522 multipart/report,
- * from the null sender so that it can never cause a bounce itself.  It is
- * queued like any other message and sent over the same smarthost.
+ * Delivery status notifications: when recipients are given up on, or
+ * have waited delay_warning, their sender gets an RFC 3464 report inside
+ * an RFC 6522 multipart/report, from the null sender so that it can never
+ * cause a bounce itself.  It is queued like any other message and sent
+ * over the same smarthost.
  *
  * The report is streamed to a file; only the original header block (capped)
  * and one output buffer are held in memory.
@@ -36,10 +37,12 @@ struct out {
 /* Everything the parts of one report are made from. */
 struct report {
 	const struct qentry	*e;
+	enum report_kind	 kind;
 	const size_t		*which;
 	size_t			 nwhich;
 	time_t			 now;
 	int			 expired;	/* e is past max_age */
+	time_t			 until;		/* e's last try: created + max_age */
 	const char		*helo;
 	const char		*host;
 	char			*hdrs;		/* original header block */
@@ -243,6 +246,21 @@ rcpt_status(const char *reply, int expired, char *buf, size_t len)
 }
 
 /*
+ * RFC 3464 2.3.4 Status of a recipient still being tried: a 4.x.y of
+ * its last reply, else 4.0.0 (RFC 3463 2: a persistent transient failure).
+ */
+static const char *
+delay_status(const char *reply, char *buf, size_t len)
+{
+	int code = reply_code(reply);
+
+	if (code >= 400 && code < 500 && enhanced_code(reply, buf, len) &&
+	    buf[0] == '4')
+		return buf;
+	return "4.0.0";
+}
+
+/*
  * A reply as the report shows it: printable ASCII (it was sanitised
  * already, but it comes from a file), at most REPLY_SHOWN octets.
  */
@@ -379,7 +397,9 @@ write_top(struct report *r)
 	if (put_line(o, "From: Mail Delivery System <MAILER-DAEMON@%s>",
 	    r->helo) == -1 ||
 	    put_line(o, "To: <%s>", e->sender) == -1 ||
-	    put_line(o, "Subject: Undelivered Mail Returned to Sender") == -1 ||
+	    put_line(o, "Subject: %s", r->kind == REPORT_DELAYED ?
+	    "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender") == -1 ||
 	    put_line(o, "Date: %s", date) == -1 ||
 	    put_line(o, "Message-ID: <%s.%s.%s@%s>", stamp, e->id, rnd,
 	    r->helo) == -1 ||
@@ -403,6 +423,37 @@ write_boundary(struct report *r, const char *end)
 	return put_line(&r->out, "\r\n--%s%s", r->boundary, end);
 }
 
+/* What the report says of a recipient: its reply, else the entry's error. */
+static const char *
+shown_reply(const struct report *r, const struct qrcpt *rc)
+{
+	if (rc->reply == NULL && r->kind == REPORT_DELAYED)
+		return r->e->last_error;
+	return rc->reply;
+}
+
+/* The opening paragraph of part 1 into para; snprintf's return. */
+static int
+first_paragraph(const struct report *r, const char *date, char *para,
+    size_t size)
+{
+	const char *whom = r->nwhich == 1 ? "this recipient" :
+	    "these recipients";
+	char until[64];
+
+	if (r->kind == REPORT_FAILED)
+		return snprintf(para, size, "Your message (id %s, submitted "
+		    "%s) could not be delivered to %s; it will not be tried "
+		    "again.  Its headers are attached below.", r->e->id, date,
+		    whom);
+	if (fmt_date(until, sizeof(until), r->until) == -1)
+		return -1;
+	return snprintf(para, size, "Your message (id %s, submitted %s) has "
+	    "not yet been delivered to %s.  This is only a warning: it is "
+	    "still being tried, until %s, and you need not send it again.  "
+	    "Its headers are attached below.", r->e->id, date, whom, until);
+}
+
 /* Part 1, for people. */
 static int
 write_text(struct report *r)
@@ -424,11 +475,8 @@ write_text(struct report *r)
 	    put_line(o, "This is the mail system at %s.", r->helo) == -1 ||
 	    put_line(o, "%s", "") == -1)
 		return -1;
-	n = snprintf(para, sizeof(para), "Your message (id %s, submitted %s) "
-	    "could not be delivered to %s; it will not be tried again.  "
-	    "Its headers are attached below.", e->id, date, r->nwhich == 1 ?
-	    "this recipient" : "these recipients");
-	if (n < 0 || (size_t)n >= sizeof(para)) {
+	if ((n = first_paragraph(r, date, para, sizeof(para))) < 0 ||
+	    (size_t)n >= sizeof(para)) {
 		(void)snprintf(o->err, o->errlen, "bounce: line too long");
 		return -1;
 	}
@@ -440,10 +488,11 @@ write_text(struct report *r)
 	}
 	for (i = 0; rv == 0 && i < r->nwhich; i++) {
 		rc = &e->rcpts[r->which[i]];
-		reply_show(show, REPLY_SHOWN + sizeof(CUT_MARK), rc->reply);
+		reply_show(show, REPLY_SHOWN + sizeof(CUT_MARK),
+		    shown_reply(r, rc));
 		n = snprintf(para, sizeof(para), "<%s>: %s%s", rc->addr,
-		    reply_code(rc->reply) != 0 ? r->host : "",
-		    reply_code(rc->reply) != 0 ? " said: " : "");
+		    reply_code(shown_reply(r, rc)) != 0 ? r->host : "",
+		    reply_code(shown_reply(r, rc)) != 0 ? " said: " : "");
 		if (n < 0 || (size_t)n >= sizeof(para)) {
 			(void)snprintf(o->err, o->errlen, "bounce: line too "
 			    "long");
@@ -462,8 +511,9 @@ write_rcpt(struct report *r, const struct qrcpt *rc, char *show,
     size_t showlen)
 {
 	struct out *o = &r->out;
+	const char *reply = shown_reply(r, rc);
 	char status[16], date[64];
-	int coded = reply_code(rc->reply) != 0;
+	int coded = reply_code(reply) != 0;
 
 	if (fmt_date(date, sizeof(date), r->e->last_attempt != 0 ?
 	    r->e->last_attempt : r->now) == -1) {
@@ -472,22 +522,30 @@ write_rcpt(struct report *r, const struct qrcpt *rc, char *show,
 	}
 	if (put_line(o, "%s", "") == -1 ||
 	    put_line(o, "Final-Recipient: rfc822; %s", rc->addr) == -1 ||
-	    put_line(o, "Action: failed") == -1 ||
-	    put_line(o, "Status: %s", rcpt_status(rc->reply, r->expired,
-	    status, sizeof(status))) == -1)
+	    put_line(o, "Action: %s", r->kind == REPORT_DELAYED ? "delayed" :
+	    "failed") == -1 ||
+	    put_line(o, "Status: %s", r->kind == REPORT_DELAYED ?
+	    delay_status(reply, status, sizeof(status)) :
+	    rcpt_status(reply, r->expired, status, sizeof(status))) == -1)
 		return -1;
 	/*
 	 * RFC 3464 2.3.5, 2.3.6: only a reply from the smarthost names it;
 	 * an expiry or a local error has no remote MTA and no SMTP code.
 	 */
 	if (coded) {
-		reply_show(show, showlen, rc->reply);
+		reply_show(show, showlen, reply);
 		if (put_line(o, "Remote-MTA: dns; %s", r->host) == -1 ||
 		    put_wrapped(o, "Diagnostic-Code: smtp; ", "    ", show,
 		    strlen(show)) == -1)
 			return -1;
 	}
-	return put_line(o, "Last-Attempt-Date: %s", date);
+	if (put_line(o, "Last-Attempt-Date: %s", date) == -1)
+		return -1;
+	/* RFC 3464 2.3.9: when a delayed recipient will be given up on. */
+	if (r->kind == REPORT_DELAYED && (fmt_date(date, sizeof(date),
+	    r->until) == -1 || put_line(o, "Will-Retry-Until: %s", date) == -1))
+		return -1;
+	return 0;
 }
 
 /* Part 2, for programs: message/delivery-status. */
@@ -527,7 +585,8 @@ write_orig(struct report *r)
 {
 	struct out *o = &r->out;
 
-	if (put_line(o, "Content-Description: Undelivered Message Headers%s",
+	if (put_line(o, "Content-Description: %s Message Headers%s",
+	    r->kind == REPORT_DELAYED ? "Delayed" : "Undelivered",
 	    r->hdrscut ? " (cut)" : "") == -1 ||
 	    put_line(o, "Content-Type: text/rfc822-headers") == -1 ||
 	    (r->hdrs8 && put_line(o, "Content-Transfer-Encoding: 8bit") == -1) ||
@@ -559,8 +618,9 @@ check_args(const struct qentry *e, const size_t *which, size_t nwhich,
 }
 
 int
-bounce_write(int fd, const struct conf *conf, const struct qentry *e,
-    const size_t *which, size_t nwhich, time_t now, char *err, size_t errlen)
+bounce_write(int fd, const struct conf *conf, enum report_kind kind,
+    const struct qentry *e, const size_t *which, size_t nwhich, time_t now,
+    char *err, size_t errlen)
 {
 	struct report *r;
 	char rnd[17];
@@ -573,10 +633,12 @@ bounce_write(int fd, const struct conf *conf, const struct qentry *e,
 		return -1;
 	}
 	r->e = e;
+	r->kind = kind;
 	r->which = which;
 	r->nwhich = nwhich;
 	r->now = now;
 	r->expired = conf->max_age > 0 && e->created + conf->max_age <= now;
+	r->until = e->created + conf->max_age;
 	r->helo = conf->helo != NULL ? conf->helo : "localhost";
 	r->host = conf->host != NULL ? conf->host : "smarthost";
 	r->out.fd = fd;
@@ -635,8 +697,9 @@ tmp_open(const struct queue *q, int *ex, char *err, size_t errlen)
 
 /* Read the report back as a message from <> to e's sender, and queue it. */
 static int
-queue_report(struct queue *q, const struct conf *conf, const struct qentry *e,
-    int fd, struct qentry *b, char *err, size_t errlen)
+queue_report(struct queue *q, const struct conf *conf, enum report_kind kind,
+    const struct qentry *e, int fd, struct qentry *b, char *err,
+    size_t errlen)
 {
 	struct msgopts opts;
 	struct msg m;
@@ -650,16 +713,17 @@ queue_report(struct queue *q, const struct conf *conf, const struct qentry *e,
 	opts.nargv = 1;
 	if ((ex = msg_read(&m, fd, &opts, conf, err, errlen)) != EX_OK)
 		return ex;
-	(void)snprintf(origin, sizeof(origin), "bounce %s", e->id);
+	(void)snprintf(origin, sizeof(origin), "%s %s", kind == REPORT_DELAYED ?
+	    "delay" : "bounce", e->id);
 	ex = queue_add(q, &m, origin, b, err, errlen);
 	msg_free(&m);
 	return ex;
 }
 
 int
-bounce_add(struct queue *q, const struct conf *conf, const struct qentry *e,
-    const size_t *which, size_t nwhich, struct qentry *b, char *err,
-    size_t errlen)
+bounce_add(struct queue *q, const struct conf *conf, enum report_kind kind,
+    const struct qentry *e, const size_t *which, size_t nwhich,
+    struct qentry *b, char *err, size_t errlen)
 {
 	int fd, ex = EX_TEMPFAIL;
 
@@ -673,7 +737,7 @@ bounce_add(struct queue *q, const struct conf *conf, const struct qentry *e,
 		return EX_SOFTWARE;
 	if ((fd = tmp_open(q, &ex, err, errlen)) == -1)
 		return ex;
-	if (bounce_write(fd, conf, e, which, nwhich, time(NULL), err,
+	if (bounce_write(fd, conf, kind, e, which, nwhich, time(NULL), err,
 	    errlen) == -1)
 		ex = EX_TEMPFAIL;
 	else if (lseek(fd, 0, SEEK_SET) == -1) {
@@ -681,7 +745,7 @@ bounce_add(struct queue *q, const struct conf *conf, const struct qentry *e,
 		    strerror(errno));
 		ex = EX_TEMPFAIL;
 	} else
-		ex = queue_report(q, conf, e, fd, b, err, errlen);
+		ex = queue_report(q, conf, kind, e, fd, b, err, errlen);
 	(void)close(fd);
 	return ex;
 }

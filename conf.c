@@ -55,7 +55,8 @@ struct parser {
 	size_t		 errlen;
 };
 
-enum { RETRY_MIN, RETRY_MAX, MAX_AGE };	/* kw_retry's field */
+/* kw_retry's field; those from FAILED_MAX_AGE on may also be 0 (never). */
+enum { RETRY_MIN, RETRY_MAX, MAX_AGE, FAILED_MAX_AGE, DELAY_WARNING };
 enum { VERIFY_PIN, VERIFY_BOTH };		/* tls_verify's words */
 enum { PIN_CERT, PIN_PUBKEY };			/* kw_pin's field */
 
@@ -124,6 +125,8 @@ static const struct keyword keywords[] = {
 	{ "retry_min",		kw_retry,		RETRY_MIN,	0 },
 	{ "retry_max",		kw_retry,		RETRY_MAX,	0 },
 	{ "max_age",		kw_retry,		MAX_AGE,	0 },
+	{ "failed_max_age",	kw_retry,		FAILED_MAX_AGE,	0 },
+	{ "delay_warning",	kw_retry,		DELAY_WARNING,	0 },
 	{ "max_size",		kw_max_size,		0,		0 },
 	{ "max_recipients",	kw_max_recipients,	0,		0 },
 };
@@ -135,6 +138,10 @@ typedef char seen_is_big_enough[NKEYWORDS <= MAXKEYWORDS ? 1 : -1];
 #define DEFAULT_RETRY_MIN	(5 * 60)
 #define DEFAULT_RETRY_MAX	(4 * 3600)
 #define DEFAULT_MAX_AGE		(5 * 86400)
+/* Time to read the reason and take the message out; then it goes. */
+#define DEFAULT_FAILED_MAX_AGE	(30 * 86400)
+/* Postfix's delay_warning_time, 4h in its documentation's example. */
+#define DEFAULT_DELAY_WARNING	(4 * 3600)
 #define DURATION_MAX		(366 * 86400)
 /* A caller (cron, a PHP request) waits no longer for the first try. */
 #define DEFAULT_SUBMIT_TIMEOUT	20
@@ -742,8 +749,14 @@ kw_retry(struct parser *p, const struct keyword *kw, char *value)
 		[RETRY_MIN] = &p->conf->retry_min,
 		[RETRY_MAX] = &p->conf->retry_max,
 		[MAX_AGE] = &p->conf->max_age,
+		[FAILED_MAX_AGE] = &p->conf->failed_max_age,
+		[DELAY_WARNING] = &p->conf->delay_warning,
 	};
 
+	if (kw->arg >= FAILED_MAX_AGE && strcmp(value, "0") == 0) {
+		*field[kw->arg] = 0;
+		return 0;
+	}
 	return duration(p, kw, value, DURATION_MAX, field[kw->arg]);
 }
 
@@ -1295,6 +1308,8 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	c->retry_min = DEFAULT_RETRY_MIN;
 	c->retry_max = DEFAULT_RETRY_MAX;
 	c->max_age = DEFAULT_MAX_AGE;
+	c->failed_max_age = DEFAULT_FAILED_MAX_AGE;
+	c->delay_warning = DEFAULT_DELAY_WARNING;
 	c->max_rcpts = DEFAULT_MAX_RCPTS;
 	c->submit_timeout = DEFAULT_SUBMIT_TIMEOUT;
 	c->verify_chain = 1;

@@ -24,6 +24,7 @@ struct outcome {
 	int	 ex;			/* smtp_send's, or the session's */
 	int	 tried;			/* the smarthost was asked */
 	int	 bounced;		/* a report was queued */
+	int	 kept;			/* refused, yet kept in failed/ */
 	char	 err[ERRLEN];
 };
 
@@ -240,29 +241,82 @@ count(const struct qentry *e, struct outcome *o)
 	}
 }
 
+/* A report just queued goes out at the end of this run (run_finish). */
+static void
+send_later(struct run *r, struct qentry *b)
+{
+	char **grown;
+
+	if ((grown = reallocarray(r->later, r->nlater + 1,
+	    sizeof(*r->later))) != NULL) {
+		r->later = grown;
+		if ((r->later[r->nlater] = strdup(b->id)) != NULL)
+			r->nlater++;
+	}
+	/* If that failed, the report waits for the next run: not lost. */
+	qentry_free(b);
+}
+
 /* Queue a report on which[] to e's sender; never for the null sender. */
 static int
 report(struct run *r, struct qentry *e, const size_t *which, size_t n,
     struct outcome *o)
 {
 	struct qentry b;
-	char **grown;
 
 	if (n == 0 || e->sender[0] == '\0')
 		return 0;
-	if (bounce_add(r->q, r->conf, e, which, n, &b, o->err,
+	if (bounce_add(r->q, r->conf, REPORT_FAILED, e, which, n, &b, o->err,
 	    sizeof(o->err)) != EX_OK)
 		return -1;
-	if ((grown = reallocarray(r->later, r->nlater + 1,
-	    sizeof(*r->later))) != NULL) {
-		r->later = grown;
-		if ((r->later[r->nlater] = strdup(b.id)) != NULL)
-			r->nlater++;
-	}
-	/* If that failed, the report waits for the next run: not lost. */
-	qentry_free(&b);
+	send_later(r, &b);
 	o->bounced = 1;
 	return 0;
+}
+
+/* Is it time to tell e's sender that its pending recipients wait? */
+static int
+warning_due(const struct run *r, const struct qentry *e,
+    const struct outcome *o)
+{
+	return r->conf->delay_warning > 0 && e->warned == 0 &&
+	    e->sender[0] != '\0' && o->pending > 0 &&
+	    time(NULL) - e->created >= r->conf->delay_warning;
+}
+
+/*
+ * Postfix's delay_warning_time: one RFC 3464 "delayed" report for the
+ * recipients still pending, once an entry (its delay-warned key).
+ */
+static void
+warn_delay(struct run *r, struct qentry *e, const struct outcome *o)
+{
+	struct qentry b;
+	char err[ERRLEN];
+	size_t *which, i, n = 0;
+
+	if (!warning_due(r, e, o) ||
+	    (which = calloc(e->nrcpts, sizeof(*which))) == NULL)
+		return;
+	for (i = 0; i < e->nrcpts; i++)
+		if (e->rcpts[i].state == RS_PENDING)
+			which[n++] = i;
+	/* The report says why: this attempt's error, not the last one's. */
+	if (o->err[0] != '\0') {
+		free(e->last_error);
+		e->last_error = strdup(o->err);
+	}
+	if (bounce_add(r->q, r->conf, REPORT_DELAYED, e, which, n, &b, err,
+	    sizeof(err)) != EX_OK)
+		log_line(r->conf, 0, "id=%s error=cannot queue the delay "
+		    "warning (tried again next time): %s", e->id, err);
+	else {
+		e->warned = time(NULL);
+		log_line(r->conf, 1, "id=%s delay warning queued as %s",
+		    e->id, b.id);
+		send_later(r, &b);
+	}
+	free(which);
 }
 
 static void
@@ -349,8 +403,8 @@ log_attempt(struct run *r, const struct qentry *e, const enum rstate *before,
 
 /*
  * The caller's own message refused outright: it learns so from the exit
- * status, so neither a report nor a copy in failed/ (RFC 5321 6.1 lets
- * a client refuse at submission instead of bouncing).
+ * status, so no report (RFC 5321 6.1 lets a client refuse at submission
+ * instead of bouncing).
  */
 static int
 refused_at_submission(const struct qentry *e, const struct outcome *o)
@@ -359,59 +413,123 @@ refused_at_submission(const struct qentry *e, const struct outcome *o)
 	    o->newly_failed == e->nrcpts;
 }
 
+/*
+ * A caller such as cron throws the exit status and the error away, so
+ * the refused message is kept in failed/ all the same.  Returns 0 when
+ * it is there; else it is removed (never retried: the caller was told).
+ */
+static int
+keep_refused(struct run *r, struct qentry *e, const struct outcome *o,
+    int ex)
+{
+	char why[ERRLEN + 64], err[ERRLEN];
+
+	snprintf(why, sizeof(why), "refused at submission, the caller was "
+	    "told (exit %d): %s", ex, o->err);
+	free(e->reason);
+	e->reason = strdup(why);
+	if (queue_fail(r->q, e, err, sizeof(err)) == 0)
+		return 0;
+	log_line(r->conf, 0, "id=%s error=%s", e->id, err);
+	(void)queue_remove(r->q, e, err, sizeof(err));
+	return -1;
+}
+
+/*
+ * The message file is not what the envelope says (cut short or grown
+ * outside relay): nothing is sent, no report made, and the entry goes to
+ * failed/ with its recipients still pending, for the administrator to
+ * repair and move back, or remove.
+ */
+static const char *
+damaged(struct run *r, struct qentry *e, struct outcome *o, int *ex)
+{
+	char err[ERRLEN];
+
+	free(e->reason);
+	e->reason = strdup(o->err);
+	if (queue_fail(r->q, e, err, sizeof(err)) != 0)
+		log_line(r->conf, 0, "id=%s error=%s", e->id, err);
+	count(e, o);
+	*ex = EX_IOERR;
+	return "failed";
+}
+
+/* Try e (or expire it), report, settle it; returns the status word. */
+static const char *
+try_entry(struct run *r, struct qentry *e, const enum rstate *before,
+    int submitted, struct outcome *o, int *ex)
+{
+	const char *status;
+	size_t *which, i, n = 0;
+
+	if ((which = calloc(e->nrcpts, sizeof(*which))) == NULL) {
+		snprintf(o->err, sizeof(o->err), "%s", strerror(errno));
+		*ex = EX_OSERR;
+		return "deferred";
+	}
+	count(e, o);
+	if (!submitted && time(NULL) - e->created >= r->conf->max_age)
+		expire(r, e, o);
+	else if (o->pending > 0)
+		attempt(r, e, o);
+	for (i = 0; i < e->nrcpts; i++)
+		if (before[i] == RS_PENDING && e->rcpts[i].state == RS_FAILED)
+			which[n++] = i;
+	count(e, o);
+	if (submitted && refused_at_submission(e, o)) {
+		*ex = o->ex != EX_OK ? o->ex : EX_UNAVAILABLE;
+		o->kept = keep_refused(r, e, o, *ex) == 0;
+		free(which);
+		return "refused";
+	}
+	if (report(r, e, which, n, o) == -1) {
+		/* No report, no failure: they are tried again. */
+		for (i = 0; i < n; i++)
+			e->rcpts[which[i]].state = RS_PENDING;
+		o->newly_failed = 0;
+		count(e, o);
+	}
+	free(which);
+	warn_delay(r, e, o);
+	status = outcome_word(e, o);
+	(void)settle_entry(r, e, o);
+	return status;
+}
+
 static int
 process(struct run *r, struct qentry *e, int submitted)
 {
 	struct outcome o;
 	struct timespec start;
 	enum rstate *before;
-	size_t *which, i, n = 0;
 	const char *status;
+	size_t i;
 	int ex = EX_OK;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	memset(&o, 0, sizeof(o));
-	if ((before = calloc(e->nrcpts, sizeof(*before))) == NULL ||
-	    (which = calloc(e->nrcpts, sizeof(*which))) == NULL) {
-		free(before);
+	if ((before = calloc(e->nrcpts, sizeof(*before))) == NULL) {
 		log_line(r->conf, 0, "id=%s error=%s", e->id, strerror(errno));
 		return EX_OSERR;
 	}
 	for (i = 0; i < e->nrcpts; i++)
 		before[i] = e->rcpts[i].state;
 	r->d.last[0] = '\0';
-	count(e, &o);
-	if (!submitted && time(NULL) - e->created >= r->conf->max_age)
-		expire(r, e, &o);
-	else if (o.pending > 0)
-		attempt(r, e, &o);
-	for (i = 0; i < e->nrcpts; i++)
-		if (before[i] == RS_PENDING && e->rcpts[i].state == RS_FAILED)
-			which[n++] = i;
-	count(e, &o);
-	if (submitted && refused_at_submission(e, &o)) {
-		ex = o.ex != EX_OK ? o.ex : EX_UNAVAILABLE;
-		status = "refused";
-		(void)queue_remove(r->q, e, o.err, sizeof(o.err));
-	} else {
-		if (report(r, e, which, n, &o) == -1) {
-			/* No report, no failure: they are tried again. */
-			for (i = 0; i < n; i++)
-				e->rcpts[which[i]].state = RS_PENDING;
-			o.newly_failed = 0;
-		}
-		status = outcome_word(e, &o);
-		(void)settle_entry(r, e, &o);
-	}
+	if (queue_intact(e, o.err, sizeof(o.err)) == -1)
+		status = damaged(r, e, &o, &ex);
+	else
+		status = try_entry(r, e, before, submitted, &o, &ex);
 	log_attempt(r, e, before, &o, status, seconds_since(&start));
 	if (submitted && ex == EX_OK && strcmp(status, "sent") != 0)
 		warnx("%s %s: %s%s", e->id, o.pending > 0 ?
 		    "queued, will retry" : status, o.err, o.bounced ?
 		    " (the sender gets a report)" : "");
-	else if (ex != EX_OK)
+	else if (submitted && o.kept)
+		warnx("%s (kept in %s/failed/%s)", o.err, r->q->dir, e->id);
+	else if (submitted && ex != EX_OK)
 		warnx("%s", o.err);
 	free(before);
-	free(which);
 	return ex;
 }
 

@@ -24,6 +24,11 @@
 
 #include "relay.h"
 
+/* Linux's flag, which glibc names only for _GNU_SOURCE. */
+#if !defined(O_TMPFILE) && defined(__O_TMPFILE)
+#define O_TMPFILE	__O_TMPFILE
+#endif
+
 #define CHUNK		65536		/* read/write/put() unit */
 #define HDR_MAX		(1024 * 1024)	/* cap on the header block read */
 #define HDR_OUT_MAX	(2 * HDR_MAX)	/*   and on it rewritten, queued */
@@ -113,37 +118,73 @@ buf_printf(struct buf *b, const char *fmt, ...)
 /* ---- the body file ------------------------------------------------------ */
 
 /*
- * An unlinked file in $TMPDIR: nothing to clean up whatever happens, and
+ * An unnamed file in dir (O_TMPFILE, Linux 3.11): it never has a name, so
+ * even a kill -9 leaves nothing behind.  -1 with errno set when the
+ * kernel or the file system cannot make one.
+ */
+static int
+unnamed_open(const char *dir)
+{
+#ifdef O_TMPFILE
+	return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+#else
+	(void)dir;
+	errno = EOPNOTSUPP;
+	return -1;
+#endif
+}
+
+/*
+ * Elsewhere a named file, unlinked at once: mkstemp(3) wants the
+ * template to end in six X's.
+ */
+static int
+named_open(struct work *w, const char *dir, int *fdp)
+{
+	char path[PATH_MAX];
+	int fd, n, saved;
+
+	n = snprintf(path, sizeof(path), "%s/relay.XXXXXX", dir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return failf(w, EX_TEMPFAIL, "TMPDIR is too long");
+	if ((fd = mkstemp(path)) == -1)
+		return failf(w, EX_TEMPFAIL, "cannot create a spool file in "
+		    "%s: %s", dir, strerror(errno));
+	if (unlink(path) == -1 || fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+		saved = errno;
+		(void)unlink(path);
+		(void)close(fd);
+		return failf(w, EX_TEMPFAIL, "spool file %s: %s", path,
+		    strerror(saved));
+	}
+	*fdp = fd;
+	return EX_OK;
+}
+
+/*
+ * The body file, in $TMPDIR: nothing to clean up whatever happens, and
  * nobody else can open it.
  */
 int
 bodyfile_open(struct work *w, struct bodyfile **bfp)
 {
 	const char *dir = getenv("TMPDIR");
-	char path[PATH_MAX];
 	struct bodyfile *bf;
-	int fd, n, saved;
+	int fd, ex;
 
 	if (dir == NULL || *dir == '\0')
 		dir = "/tmp";
-	n = snprintf(path, sizeof(path), "%s/relay.XXXXXXXXXX", dir);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return failf(w, EX_TEMPFAIL, "TMPDIR is too long");
-	if ((bf = malloc(sizeof(*bf))) == NULL)
-		return nomem(w);
-	if ((fd = mkstemp(path)) == -1) {
-		saved = errno;
-		free(bf);
-		return failf(w, EX_TEMPFAIL, "cannot create a spool file in "
-		    "%s: %s", dir, strerror(saved));
+	if ((fd = unnamed_open(dir)) == -1) {
+		/* EISDIR: a kernel that knows no O_TMPFILE sees O_DIRECTORY. */
+		if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+			return failf(w, EX_TEMPFAIL, "cannot create a spool "
+			    "file in %s: %s", dir, strerror(errno));
+		if ((ex = named_open(w, dir, &fd)) != EX_OK)
+			return ex;
 	}
-	if (unlink(path) == -1 || fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
-		saved = errno;
-		(void)unlink(path);
+	if ((bf = malloc(sizeof(*bf))) == NULL) {
 		(void)close(fd);
-		free(bf);
-		return failf(w, EX_TEMPFAIL, "spool file %s: %s", path,
-		    strerror(saved));
+		return nomem(w);
 	}
 	bf->fd = fd;
 	bf->len = 0;

@@ -169,6 +169,14 @@ qentry_format(const struct qentry *e)
 		fmt_time(when, sizeof(when), e->next_attempt);
 		fprintf(fp, "next-attempt %s\n", when);
 	}
+	if (e->warned != 0) {
+		fmt_time(when, sizeof(when), e->warned);
+		fprintf(fp, "delay-warned %s\n", when);
+	}
+	if (e->failed_at != 0) {
+		fmt_time(when, sizeof(when), e->failed_at);
+		fprintf(fp, "failed-at %s\n", when);
+	}
 	if (e->note != NULL)
 		put_text(fp, "note", e->note);
 	if (e->last_error != NULL)
@@ -265,10 +273,28 @@ parse_number(const char *value, long long max, long long *out)
 	return errstr != NULL ? "a number is out of range" : NULL;
 }
 
+/* The field of a key whose value is a time, or NULL. */
+static time_t *
+time_field(struct qentry *e, const char *key)
+{
+	if (strcmp(key, "created") == 0)
+		return &e->created;
+	if (strcmp(key, "last-attempt") == 0)
+		return &e->last_attempt;
+	if (strcmp(key, "next-attempt") == 0)
+		return &e->next_attempt;
+	if (strcmp(key, "delay-warned") == 0)
+		return &e->warned;
+	if (strcmp(key, "failed-at") == 0)
+		return &e->failed_at;
+	return NULL;
+}
+
 /* One "key value" line.  Returns NULL, or why the line is wrong. */
 static const char *
 parse_field(struct qentry *e, const char *key, const char *value)
 {
+	time_t *when;
 	long long n;
 	const char *why = NULL, *rest;
 
@@ -287,14 +313,8 @@ parse_field(struct qentry *e, const char *key, const char *value)
 	} else if (strcmp(key, "uid") == 0) {
 		if ((why = parse_number(value, 0xffffffffLL, &n)) == NULL)
 			e->uid = (uid_t)n;
-	} else if (strcmp(key, "created") == 0) {
-		if (parse_time(value, &e->created) == -1)
-			why = "bad time";
-	} else if (strcmp(key, "last-attempt") == 0) {
-		if (parse_time(value, &e->last_attempt) == -1)
-			why = "bad time";
-	} else if (strcmp(key, "next-attempt") == 0) {
-		if (parse_time(value, &e->next_attempt) == -1)
+	} else if ((when = time_field(e, key)) != NULL) {
+		if (parse_time(value, when) == -1)
 			why = "bad time";
 	} else if (strcmp(key, "size") == 0) {
 		if ((why = parse_number(value, 1LL << 50, &n)) == NULL)
@@ -729,7 +749,7 @@ queue_add_failed(struct queue *q, const char *id, uid_t uid, int srcfd,
 	if (new_entry_dir(q, id, e.id, sizeof(e.id)) == -1)
 		return syserr(q, "tmp", NULL, err, errlen);
 	e.uid = uid;
-	e.created = time(NULL);
+	e.created = e.failed_at = time(NULL);
 	if (srcfd != -1 && fstat(srcfd, &st) == 0)
 		e.size = st.st_size;
 	e.sender = (char *)"";
@@ -935,6 +955,18 @@ queue_save(struct queue *q, struct qentry *e, char *err, size_t errlen)
 	return rv;
 }
 
+/* Take entry id out of dirfd (queue/ or failed/) in one rename, then empty it. */
+static int
+discard(struct queue *q, int dirfd, const char *id)
+{
+	/* A leftover of a crash could be in the way. */
+	purge(q->tmpfd, id);
+	if (renameat(dirfd, id, q->tmpfd, id) == -1)
+		return -1;
+	purge(q->tmpfd, id);
+	return 0;
+}
+
 /*
  * No fsync here: after a crash the rename stands; only a power cut could
  * bring the entry back (sent again, never lost).  queue_sync() at the end
@@ -943,11 +975,8 @@ queue_save(struct queue *q, struct qentry *e, char *err, size_t errlen)
 int
 queue_remove(struct queue *q, struct qentry *e, char *err, size_t errlen)
 {
-	/* A leftover of a crash could be in the way. */
-	purge(q->tmpfd, e->id);
-	if (renameat(q->queuefd, e->id, q->tmpfd, e->id) == -1)
+	if (discard(q, q->queuefd, e->id) == -1)
 		return syserr(q, "queue", e->id, err, errlen);
-	purge(q->tmpfd, e->id);
 	return 0;
 }
 
@@ -963,6 +992,7 @@ queue_fail(struct queue *q, struct qentry *e, char *err, size_t errlen)
 {
 	int ex;
 
+	e->failed_at = time(NULL);	/* failed_max_age counts from here */
 	if ((ex = queue_save(q, e, err, errlen)) != 0)
 		return ex;
 	if (renameat(q->queuefd, e->id, q->failedfd, e->id) == -1)
@@ -1003,12 +1033,75 @@ queue_clear_tmp(struct queue *q, const char *id)
 	return fstatat(q->tmpfd, id, &st, AT_SYMLINK_NOFOLLOW) == -1 ? 0 : -1;
 }
 
+int
+queue_intact(const struct qentry *e, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (fstat(e->msgfd, &st) == -1)
+		return qerr(err, errlen, -1, "message file: %s",
+		    strerror(errno));
+	/* "size" is the message file's length (RFC 1870 counts CRLF too). */
+	if (st.st_size != e->size)
+		return qerr(err, errlen, -1, "message file is %lld octets, the "
+		    "envelope says %lld: damaged outside relay",
+		    (long long)st.st_size, (long long)e->size);
+	return 0;
+}
+
+/* When entry id went to failed/: its failed-at, else its envelope's mtime. */
+static time_t
+failed_since(struct queue *q, const struct qentry *e)
+{
+	char path[64];
+	struct stat st;
+
+	if (e->failed_at != 0)
+		return e->failed_at;
+	/* Moved by a relay that wrote no failed-at: the envelope was last. */
+	snprintf(path, sizeof(path), "%s/envelope", e->id);
+	if (fstatat(q->failedfd, path, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return time(NULL);
+	return st.st_mtime;
+}
+
+/* failed/ entries older than failed_max_age go; unreadable ones stay. */
+static void
+expire_failed(struct queue *q, const struct conf *conf)
+{
+	struct qentry e;
+	char **ids, err[ERRLEN];
+	size_t n, i;
+	time_t age;
+
+	if (conf->failed_max_age == 0 ||
+	    list_dir(q, q->failedfd, "failed", &ids, &n, err, sizeof(err)) == -1)
+		return;
+	for (i = 0; i < n; i++) {
+		if (queue_peek(q, 1, ids[i], &e, err, sizeof(err)) != 0)
+			continue;
+		age = time(NULL) - failed_since(q, &e);
+		qentry_free(&e);
+		if (age < conf->failed_max_age)
+			continue;
+		if (discard(q, q->failedfd, ids[i]) == -1)
+			log_line(conf, 0, "id=%s error=%s/failed/%s: %s", ids[i],
+			    q->dir, ids[i], strerror(errno));
+		else
+			log_line(conf, 1, "id=%s removed from failed/ after %lld "
+			    "days (failed_max_age)", ids[i],
+			    (long long)(age / 86400));
+	}
+	queue_ids_free(ids, n);
+	(void)fsync(q->failedfd);
+}
+
 /*
  * tmp/ holds what a crash left behind: an entry half built (never
  * committed) or half removed (already delivered).  Neither is wanted.
  */
 void
-queue_tidy(struct queue *q)
+queue_tidy(struct queue *q, const struct conf *conf)
 {
 	char **ids, err[ERRLEN];
 	struct stat st;
@@ -1028,4 +1121,5 @@ queue_tidy(struct queue *q)
 			purge(q->tmpfd, ids[i]);
 	}
 	queue_ids_free(ids, n);
+	expire_failed(q, conf);
 }

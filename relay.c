@@ -632,7 +632,7 @@ flush(const struct args *a, struct conf *conf)
 		    sizeof hint));
 		return ex;
 	}
-	queue_tidy(&q);
+	queue_tidy(&q, conf);
 	run_init(&r, conf, &q);
 	r.force = a->force;
 	/* First, always: a crash may have left a claimed spool file. */

@@ -91,6 +91,9 @@ struct conf {
 	int		 retry_min;	/* seconds after the first failed try, */
 	int		 retry_max;	/*   doubling up to this */
 	int		 max_age;	/* seconds in the queue before bouncing */
+	int		 failed_max_age; /* seconds failed/ keeps an entry; 0: ever */
+	int		 delay_warning;	/* seconds deferred before the sender is
+					   told; 0: never */
 	off_t		 max_size;	/* octets a message may have; 0: any */
 	size_t		 max_rcpts;	/* recipients a message may have; 0: any */
 	char		*password_command;	/* run by conf_secret, or NULL */
@@ -634,6 +637,8 @@ struct qentry {
 	time_t		 created;
 	time_t		 last_attempt;	/* 0: never tried */
 	time_t		 next_attempt;	/* 0: at once */
+	time_t		 warned;	/* sender told of the delay; 0: not */
+	time_t		 failed_at;	/* moved to failed/; 0: unknown */
 	unsigned	 attempts;
 	off_t		 size;		/* RFC 1870 size of the message */
 	int		 body8;		/* what msg_read found in the body */
@@ -718,8 +723,16 @@ int	 queue_remove(struct queue *, struct qentry *, char *err,
 void	 queue_sync(struct queue *);
 /* Give up: move a locked entry to failed/, e->reason saying why. */
 int	 queue_fail(struct queue *, struct qentry *, char *err, size_t errlen);
-/* Remove what a crash left in tmp/ (an hour old, not locked). */
-void	 queue_tidy(struct queue *);
+/*
+ * Remove what a crash left in tmp/ (an hour old, not locked), and the
+ * entries of failed/ older than conf->failed_max_age (each logged).
+ */
+void	 queue_tidy(struct queue *, const struct conf *);
+/*
+ * Is the locked entry's message file as long as its envelope says?
+ * Returns 0, or -1 with err saying how it differs.
+ */
+int	 queue_intact(const struct qentry *, char *err, size_t errlen);
 /* Release the lock and free the entry. */
 void	 qentry_free(struct qentry *);
 /* The envelope file format, both ways.  (tests: the parser's fuzzer) */
@@ -729,25 +742,32 @@ char	*qentry_format(const struct qentry *);
 
 /* ---- bounce.c: delivery status notifications (RFC 3464) --------------- */
 
+/* What a report says of its recipients (RFC 3464 2.3.3 Action). */
+enum report_kind {
+	REPORT_FAILED,		/* given up on: a bounce */
+	REPORT_DELAYED		/* still pending after delay_warning */
+};
+
 /*
- * Queue a report to e's sender about the recipients listed in which[]
- * (indexes into e->rcpts, each RS_FAILED with its reply), sent from the
- * null sender.  The new entry is returned in *b, locked, for the caller
- * to deliver.  Never call it for a null-sender entry.  Returns EX_OK or
- * a sysexits code with err set.
+ * Queue a report of kind to e's sender about the recipients listed in
+ * which[] (indexes into e->rcpts: RS_FAILED ones with their replies for
+ * REPORT_FAILED, RS_PENDING ones for REPORT_DELAYED), sent from the null
+ * sender.  The new entry is returned in *b, locked, for the caller to
+ * deliver.  Never call it for a null-sender entry.  Returns EX_OK or a
+ * sysexits code with err set.
  */
-int	 bounce_add(struct queue *, const struct conf *, const struct qentry *e,
-	    const size_t *which, size_t nwhich, struct qentry *b, char *err,
-	    size_t errlen);
+int	 bounce_add(struct queue *, const struct conf *, enum report_kind,
+	    const struct qentry *e, const size_t *which, size_t nwhich,
+	    struct qentry *b, char *err, size_t errlen);
 /*
  * (tests) The report itself, as bounce_add queues it: written to fd (LF or CRLF
  * lines; msg_read canonicalises), the original header block read from
  * e->msgfd.  now is the time the report says it was made.  Returns 0, or
  * -1 with err set.
  */
-int	 bounce_write(int fd, const struct conf *, const struct qentry *e,
-	    const size_t *which, size_t nwhich, time_t now, char *err,
-	    size_t errlen);
+int	 bounce_write(int fd, const struct conf *, enum report_kind,
+	    const struct qentry *e, const size_t *which, size_t nwhich,
+	    time_t now, char *err, size_t errlen);
 
 /* ---- deliver.c: delivering queue entries ------------------------------ */
 

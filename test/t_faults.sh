@@ -566,8 +566,8 @@ assert_file_contains "$D" "S: 250 2.0.0 stored" "capabilities: message stored"
 # one line "relay: ID queued, will retry: REASON", the entry in queue/ with
 # every recipient pending, REASON as last-error, 1 attempt, due later, and
 # nothing at the smarthost.  EXPECT a number: refused for good at
-# submission: that exit status, REASON on one line, nothing kept, no
-# bounce.  SERVER: "smarthost ARGS", "raw ARGS", or "-" for none (the port
+# submission: that exit status, REASON on one line, nothing in queue/,
+# a copy in failed/ (t_keep.sh), no bounce.  SERVER: "smarthost ARGS", "raw ARGS", or "-" for none (the port
 # then is one nothing listens on).  CONF: extra relay.conf pairs.
 # RECIPIENTS: default to@example.org.  REASON: phrases joined by " + ",
 # each of which the error line and last-error must hold.  In every case:
@@ -690,8 +690,8 @@ for row in "${QTABLE[@]}"; do
 	else
 		assert_exit "$expect" "$what: exit $expect, refused for good"
 		assert_error "$what" "${reasons[@]}"
-		assert_eq "$(q_count queue) $(q_count failed) $(q_count tmp)" "0 0 0" \
-		    "$what: nothing kept in queue/, failed/ or tmp/"
+		assert_eq "$(q_count queue) $(q_count failed) $(q_count tmp)" "0 1 0" \
+		    "$what: nothing in queue/ or tmp/, a copy in failed/"
 		assert_file_matches "$RELAY_ERR" \
 		    "^relay: from=<sender@example\\.org> .* status=refused reply=\"[^\"]*\" $LOGQ error=" \
 		    "$what: log record says status=refused, with id= and attempts="

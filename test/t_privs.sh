@@ -277,22 +277,48 @@ assert_exit 0 "nobody, -C /etc/relay.conf (the default): read, exit 0"
 # ---- the environment -------------------------------------------------------
 
 # TMPDIR at a directory only the group may write: a setgid relay must not
-# create its spool file there.  Its modification time shows any use.
+# create its body file there.  The file has no name (O_TMPFILE), so what
+# shows its use is a descriptor into the directory while relay reads.
+
+# reading_any PID: PID is blocked reading a pipe.
+reading_any() {
+	[[ $(cat "/proc/$1/wchan" 2>/dev/null) == *pipe_read ]]
+}
+
+# tmp_used DIR CMD...: run CMD (relay, exec'ing in place) on a message
+# held back after its first body line.  Sets TMP_USED to "used" if,
+# while it waits for the rest, it has a file in DIR open, else "unused";
+# TMP_ST to its exit status.
+tmp_used() {
+	local dir=$1 pid fd used=unused
+	shift
+	rm -f "$T/tfifo"
+	mkfifo -m 644 "$T/tfifo"
+	exec 4<>"$T/tfifo"
+	( exec 4>&-; exec "$@" ) <"$T/tfifo" >"$T/tmp.out" 2>"$T/tmp.err" &
+	pid=$!
+	printf 'Subject: tmpdir\n\nTMPDIR-BODY\n' >&4
+	# Not seen waiting: no "unused" that proves nothing.
+	wait_for 10 reading_any "$pid" || used="not seen reading"
+	for fd in /proc/$pid/fd/*; do
+		[[ $(readlink "$fd" 2>/dev/null) == "$dir/"* ]] && used=used
+	done
+	exec 4>&-
+	wait "$pid"
+	TMP_ST=$?
+	TMP_USED=$used
+}
 install -d -o root -g "$G" -m 770 "$T/gtmp"
-touch -d 2001-01-01 "$T/gtmp"
-M0=$(stat -c %Y "$T/gtmp")
-printf 'Subject: tmpdir\n\nTMPDIR-BODY\n' | as $NOBODY "TMPDIR=$T/gtmp" -- to@example.org
-assert_exit 0 "nobody, TMPDIR=group's directory: delivered"
-assert_eq "$(stat -c %Y "$T/gtmp")" "$M0" "nobody, TMPDIR=group's directory: not used"
+tmp_used "$T/gtmp" bash "$AS" "$T/etc" $NOBODY $NOBODY \
+    env "TMPDIR=$T/gtmp" "$SG" to@example.org
+assert_eq "$TMP_ST" 0 "nobody, TMPDIR=group's directory: delivered"
+assert_eq "$TMP_USED" unused "nobody, TMPDIR=group's directory: not used"
 # Without setgid, TMPDIR is the caller's to choose: the same check sees it.
-printf 'Subject: tmpdir\n\nTMPDIR-BODY\n' |
-    TMPDIR=$T/gtmp run_relay -C "$T/etc/relay.conf" to@example.org
-assert_exit 0 "root, not setgid, TMPDIR: delivered"
-if [ "$(stat -c %Y "$T/gtmp")" != "$M0" ]; then
-	ok "root, not setgid, TMPDIR: used (so the check above can fail)"
-else
-	fail "root, not setgid, TMPDIR: used (so the check above can fail)"
-fi
+tmp_used "$T/gtmp" env "TMPDIR=$T/gtmp" "$RELAY" -C "$T/etc/relay.conf" \
+    to@example.org
+assert_eq "$TMP_ST" 0 "root, not setgid, TMPDIR: delivered"
+assert_eq "$TMP_USED" used "root, not setgid, TMPDIR: used (so the check above can fail)"
+assert_eq "$(ls -A "$T/gtmp")" "" "TMPDIR: nothing left there"
 
 # ---- no core dumps, no tracing ---------------------------------------------
 

@@ -2,9 +2,10 @@
 # The durable queue (issue 3): a message the smarthost cannot take now is
 # kept in the queue directory (exit 0) and delivered by "relay -q"; 4xx is
 # retried with backoff, 5xx and expiry bounce to the sender (never for the
-# null sender), a message refused for good at submission is not kept, and
-# "queue none" keeps the old exit-75 behaviour.  Time is simulated by
-# editing the envelope's created/next-attempt lines (QUEUE-SPEC.md).
+# null sender), a message refused for good at submission exits non-zero
+# (and is kept in failed/, t_keep.sh), and "queue none" keeps the old
+# exit-75 behaviour.  Time is simulated by editing the envelope's
+# created/next-attempt lines (QUEUE-SPEC.md).
 # Each section has its own queue directory ($QDIR) so the -q runs of one
 # do not see the entries of another.
 . "$(dirname "$0")/lib.sh"
@@ -431,7 +432,7 @@ assert_exit 0 "one of two refused: relay -qf exits 0"
 assert_eq "$(msg_count two) $(ev_count two '^rcpt ')" "2 $RCPTS" \
     "one of two refused: relay -qf resends nothing"
 
-# ---- every recipient refused at submission: 67, not kept, no bounce --------
+# ---- every recipient refused at submission: 67, no bounce, kept in failed/ --
 
 QDIR=$T/q.all
 write_conf_for two "$T/all.conf" queue "$QDIR"
@@ -443,7 +444,7 @@ assert_eq "$(ev_count two '^reject [0-9]+ bad[12]@example.net$')" 2 \
     "every recipient refused: the smarthost refused both"
 assert_eq "$(msg_count two)" 2 "every recipient refused: no bounce"
 queue_clean "every recipient refused"
-assert_eq "$(q_count failed)" 0 "every recipient refused: not kept in failed/"
+assert_eq "$(q_count failed)" 1 "every recipient refused: a copy kept in failed/ (t_keep)"
 
 start_smarthost d554 --mode smtps --fault dot:554
 write_conf_for d554 "$T/d554.conf" queue "$QDIR"
@@ -453,7 +454,7 @@ assert_exit 69 "554 after the data: exit 69"
 assert_error "554 after the data" "554"
 nothing_stored d554 "554 after the data (no bounce either)"
 queue_clean "554 after the data"
-assert_eq "$(q_count failed)" 0 "554 after the data: not kept in failed/"
+assert_eq "$(q_count failed)" 2 "554 after the data: a copy kept in failed/ too"
 
 # ---- queue none: the old behaviour -----------------------------------------
 

@@ -104,10 +104,10 @@ struct text {
 	size_t	 len;
 };
 
-/* Run bounce_write into a fresh file and read all of it back. */
+/* Run bounce_write (of kind) into a fresh file and read all of it back. */
 static int
-report(struct text *t, const struct conf *c, const struct qentry *e,
-    const size_t *which, size_t nwhich)
+report_kind(struct text *t, const struct conf *c, enum report_kind kind,
+    const struct qentry *e, const size_t *which, size_t nwhich)
 {
 	struct stat st;
 	ssize_t n;
@@ -117,7 +117,7 @@ report(struct text *t, const struct conf *c, const struct qentry *e,
 	memset(t, 0, sizeof(*t));
 	fd = file_with("", 0);
 	err[0] = '\0';
-	if ((rv = bounce_write(fd, c, e, which, nwhich, NOW, err,
+	if ((rv = bounce_write(fd, c, kind, e, which, nwhich, NOW, err,
 	    sizeof(err))) == 0) {
 		if (fstat(fd, &st) == -1 ||
 		    (t->p = calloc(1, (size_t)st.st_size + 1)) == NULL)
@@ -129,6 +129,13 @@ report(struct text *t, const struct conf *c, const struct qentry *e,
 	}
 	(void)close(fd);
 	return rv;
+}
+
+static int
+report(struct text *t, const struct conf *c, const struct qentry *e,
+    const size_t *which, size_t nwhich)
+{
+	return report_kind(t, c, REPORT_FAILED, e, which, nwhich);
 }
 
 /* ---- looking at a report ------------------------------------------------ */
@@ -511,6 +518,50 @@ test_expiry(void)
 	(void)close(e.msgfd);
 }
 
+/* delay_warning: RFC 3464 Action delayed, 4.x.y, Will-Retry-Until. */
+static void
+test_delayed(void)
+{
+	struct qrcpt r[] = {
+		{ "hank@example.org", RS_PENDING, "451 4.7.1 greylisted" },
+		{ "ivan@example.org", RS_PENDING, NULL },
+	};
+	size_t which[] = { 0, 1 };
+	struct text t = { NULL, 0 };
+	struct conf c;
+	struct qentry e;
+	char blk[2048];
+
+	conf_make(&c);
+	entry_make(&e, r, N(r), message_file(orig_hdrs, orig_body));
+	e.created = NOW - 5 * 3600;
+	e.last_error = "smtp.example.com[192.0.2.1]:465: connection lost";
+	CHECK(report_kind(&t, &c, REPORT_DELAYED, &e, which, N(which)) == 0,
+	    "bounce_write: delayed (%s)", err);
+	CHECK(mem_find(t.p, t.len, "\r\nSubject: Delayed Mail (still being "
+	    "retried)\r\n") != NULL, "delayed: its subject");
+	CHECK(mem_find(t.p, t.len, "Action: failed") == NULL &&
+	    mem_find(t.p, t.len, "will not be tried again") == NULL,
+	    "delayed: nothing says failed");
+	rcpt_block(&t, "hank@example.org", blk, sizeof(blk));
+	CHECK(strstr(blk, "Action: delayed\r\nStatus: 4.7.1\r\n") != NULL,
+	    "delayed: Action delayed, the reply's 4.x.y");
+	CHECK(strstr(blk, "\r\nWill-Retry-Until: Fri, 27 Nov 2026 09:35:01 "
+	    "+0000\r\n") != NULL, "delayed: Will-Retry-Until is created + "
+	    "max_age");
+	rcpt_block(&t, "ivan@example.org", blk, sizeof(blk));
+	CHECK(strstr(blk, "Status: 4.0.0\r\n") != NULL &&
+	    strstr(blk, "Diagnostic-Code") == NULL,
+	    "delayed without a reply: 4.0.0, no Diagnostic-Code");
+	CHECK(mem_find(t.p, t.len, "<ivan@example.org>: "
+	    "smtp.example.com[192.0.2.1]:465: connection lost") != NULL,
+	    "delayed without a reply: part 1 gives the entry's last error");
+	CHECK(mem_find(t.p, t.len, "Delayed Message Headers") != NULL,
+	    "delayed: part 3 named so");
+	free(t.p);
+	(void)close(e.msgfd);
+}
+
 static void
 test_long_reply(void)
 {
@@ -693,8 +744,8 @@ read_back(const char *what, const char *hdrs, const char *reply, int want8)
 	conf_make(&c);
 	entry_make(&e, r, N(r), message_file(hdrs, orig_body));
 	fd = file_with("", 0);
-	CHECK(bounce_write(fd, &c, &e, which, N(which), NOW, err,
-	    sizeof(err)) == 0 && lseek(fd, 0, SEEK_SET) == 0,
+	CHECK(bounce_write(fd, &c, REPORT_FAILED, &e, which, N(which), NOW,
+	    err, sizeof(err)) == 0 && lseek(fd, 0, SEEK_SET) == 0,
 	    "%s: bounce_write (%s)", what, err);
 	memset(&o, 0, sizeof(o));
 	o.from = "";
@@ -753,9 +804,9 @@ test_errors(void)
 	    "no recipients is refused: %s", err);
 	if ((fd = open("/dev/null", O_RDONLY)) == -1)
 		exit(2);
-	CHECK(bounce_write(fd, &c, &e, which, N(which), NOW, err,
-	    sizeof(err)) == -1 && strstr(err, "cannot write the bounce") !=
-	    NULL, "a write error is reported: %s", err);
+	CHECK(bounce_write(fd, &c, REPORT_FAILED, &e, which, N(which), NOW,
+	    err, sizeof(err)) == -1 && strstr(err, "cannot write the bounce")
+	    != NULL, "a write error is reported: %s", err);
 	(void)close(fd);
 	(void)close(e.msgfd);
 	e.msgfd = -1;
@@ -767,12 +818,12 @@ test_errors(void)
 	memset(&q, 0, sizeof(q));
 	memset(&b, 0, sizeof(b));
 	e.sender = "";
-	CHECK(bounce_add(&q, &c, &e, which, N(which), &b, err,
+	CHECK(bounce_add(&q, &c, REPORT_FAILED, &e, which, N(which), &b, err,
 	    sizeof(err)) == EX_SOFTWARE && strstr(err, "null sender") != NULL,
 	    "bounce_add refuses a null-sender entry: %s", err);
 	e.sender = "alice@example.com";
-	CHECK(bounce_add(&q, &c, &e, which, 0, &b, err, sizeof(err)) ==
-	    EX_SOFTWARE, "bounce_add refuses no recipients: %s", err);
+	CHECK(bounce_add(&q, &c, REPORT_FAILED, &e, which, 0, &b, err,
+	    sizeof(err)) == EX_SOFTWARE, "bounce_add refuses no recipients: %s", err);
 	free(t.p);
 }
 
@@ -824,7 +875,8 @@ test_add(void)
 		return;
 	}
 	err[0] = '\0';
-	ex = bounce_add(&q, &c, &e, which, N(which), &b, err, sizeof(err));
+	ex = bounce_add(&q, &c, REPORT_FAILED, &e, which, N(which), &b, err,
+	    sizeof(err));
 	CHECK(ex == EX_OK, "bounce_add queues the report (%s)", err);
 	CHECK(tmp_left(qdir) == 0, "nothing left in tmp/");
 	if (ex == EX_OK) {
@@ -865,6 +917,7 @@ main(void)
 	test_structure();
 	test_status();
 	test_expiry();
+	test_delayed();
 	test_long_reply();
 	test_unsafe_reply();
 	test_headers();

@@ -1370,8 +1370,12 @@ test_add_faults(struct queue *q)
 static void
 test_tidy(struct queue *q)
 {
+	struct conf c;	/* failed_max_age 0: failed/ is t_keep.sh's */
 	char path[512];
 	int fd;
+
+	memset(&c, 0, sizeof(c));
+	c.log = LOGTO_STDERR;
 
 	make_dir("tmp/old");
 	write_file("tmp/old/message", "m", 1);
@@ -1393,7 +1397,7 @@ test_tidy(struct queue *q)
 	    O_RDONLY)) == -1 || flock(fd, LOCK_EX | LOCK_NB) == -1)
 		die("lock tmp/locked");
 
-	queue_tidy(q);
+	queue_tidy(q, &c);
 	CHECK(!exists("tmp/old"), "queue_tidy removes an hour-old tmp/ entry");
 	CHECK(exists("tmp/fresh/message"), "queue_tidy keeps a fresh one");
 	CHECK(exists("tmp/locked/message"), "queue_tidy keeps a locked one");
@@ -1401,10 +1405,10 @@ test_tidy(struct queue *q)
 	CHECK(!exists("tmp/scratch"), "queue_tidy removes an old plain file");
 	CHECK(exists("tmp/newscratch"), "queue_tidy keeps a fresh plain file");
 	(void)close(fd);
-	queue_tidy(q);
+	queue_tidy(q, &c);
 	CHECK(!exists("tmp/locked"), "queue_tidy removes it once unlocked");
 	age("tmp/fresh", 3600 + 1);
-	queue_tidy(q);
+	queue_tidy(q, &c);
 	CHECK(!exists("tmp/fresh"), "queue_tidy removes it once old");
 	CHECK(count_entries("tmp") == 1, "queue_tidy: only the fresh file "
 	    "left");
