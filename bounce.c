@@ -613,7 +613,7 @@ bounce_write(int fd, const struct conf *conf, const struct qentry *e,
 	r->nwhich = nwhich;
 	r->now = now;
 	r->expired = conf->max_age > 0 && e->created + conf->max_age <= now;
-	r->helo = conf->helo != NULL ? conf->helo : "localhost";
+	r->helo = own_domain(conf);	/* never a bare host name */
 	r->host = conf->host != NULL ? conf->host : "smarthost";
 	r->out.fd = fd;
 	r->out.err = err;
@@ -680,6 +680,7 @@ queue_report(struct queue *q, const struct conf *conf, const struct qentry *e,
 
 	memset(&opts, 0, sizeof(opts));
 	opts.from = "";
+	opts.report = 1;
 	rcpts[0] = e->sender;
 	opts.argv_rcpts = rcpts;
 	opts.nargv = 1;
