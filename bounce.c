@@ -639,7 +639,7 @@ bounce_write(int fd, const struct conf *conf, enum report_kind kind,
 	r->now = now;
 	r->expired = conf->max_age > 0 && e->created + conf->max_age <= now;
 	r->until = e->created + conf->max_age;
-	r->helo = conf->helo != NULL ? conf->helo : "localhost";
+	r->helo = own_domain(conf);	/* never a bare host name */
 	r->host = conf->host != NULL ? conf->host : "smarthost";
 	r->out.fd = fd;
 	wbuf_init(&r->out.buf, wbuf_put_fd, &r->out.fd);
@@ -708,6 +708,7 @@ queue_report(struct queue *q, const struct conf *conf, enum report_kind kind,
 
 	memset(&opts, 0, sizeof(opts));
 	opts.from = "";
+	opts.report = 1;
 	rcpts[0] = e->sender;
 	opts.argv_rcpts = rcpts;
 	opts.nargv = 1;

@@ -74,6 +74,12 @@ static int	kw_password_env(struct parser *, const struct keyword *,
 static int	kw_from(struct parser *, const struct keyword *, char *);
 static int	kw_domain(struct parser *, const struct keyword *, char *);
 static int	kw_helo(struct parser *, const struct keyword *, char *);
+static int	kw_local_domains(struct parser *, const struct keyword *,
+		    char *);
+static int	kw_from_override(struct parser *, const struct keyword *,
+		    char *);
+static int	kw_from_header(struct parser *, const struct keyword *,
+		    char *);
 static int	kw_ca_file(struct parser *, const struct keyword *, char *);
 static int	kw_pin(struct parser *, const struct keyword *, char *);
 static int	kw_tls_verify(struct parser *, const struct keyword *, char *);
@@ -105,6 +111,9 @@ static const struct keyword keywords[] = {
 	{ "from",		kw_from,		0,		0 },
 	{ "domain",		kw_domain,		0,		0 },
 	{ "helo",		kw_helo,		0,		0 },
+	{ "local_domains",	kw_local_domains,	0,		1 },
+	{ "allow_from_override", kw_from_override,	0,		0 },
+	{ "set_from_header",	kw_from_header,		0,		0 },
 	{ "ca_file",		kw_ca_file,		0,		0 },
 	{ "tls_fingerprint",	kw_pin,			PIN_CERT,	0 },
 	{ "tls_pubkey_fingerprint", kw_pin,		PIN_PUBKEY,	0 },
@@ -166,6 +175,16 @@ static const char *const tls_words[] = {
 static const char *const log_words[] = {
 	[LOGTO_SYSLOG] = "syslog",
 	[LOGTO_STDERR] = "stderr",
+	NULL
+};
+
+static const char *const yesno_words[] = { "no", "yes", NULL };
+
+/* msmtp's words for set_from_header, in enum from_header's order. */
+static const char *const from_header_words[] = {
+	[FROMHDR_AUTO] = "auto",
+	[FROMHDR_ON] = "on",
+	[FROMHDR_OFF] = "off",
 	NULL
 };
 
@@ -499,8 +518,12 @@ kw_from(struct parser *p, const struct keyword *kw, char *value)
 	return set_string(p, &p->conf->from, value);
 }
 
+/*
+ * A domain name for domain and local_domains: no root dot, lower case,
+ * and postmaster@ it a usable address.  Returns 0, or -1 (p->err set).
+ */
 static int
-kw_domain(struct parser *p, const struct keyword *kw, char *value)
+domain_value(struct parser *p, const struct keyword *kw, char *value)
 {
 	char buf[SHOWN], probe[ADDR_MAX + 1];
 	const char *why;
@@ -518,7 +541,62 @@ kw_domain(struct parser *p, const struct keyword *kw, char *value)
 	if ((why = addr_check(probe)) != NULL)
 		return lerr(p, "%s \"%s\": %s", kw->name,
 		    shown(buf, sizeof(buf), value), why);
+	return 0;
+}
+
+static int
+kw_domain(struct parser *p, const struct keyword *kw, char *value)
+{
+	if (domain_value(p, kw, value) == -1)
+		return -1;
 	return set_string(p, &p->conf->domain, value);
+}
+
+/* "local_domains vm.example.net mail.example.net": added to the list. */
+static int
+kw_local_domains(struct parser *p, const struct keyword *kw, char *value)
+{
+	struct conf *c = p->conf;
+	char **names, *name;
+
+	while ((name = strsep(&value, BLANKS ",")) != NULL) {
+		if (*name == '\0')
+			continue;
+		if (domain_value(p, kw, name) == -1)
+			return -1;
+		names = reallocarray(c->local_domains, c->nlocal_domains + 1,
+		    sizeof(*names));
+		if (names == NULL)
+			return lerr(p, "%s", strerror(errno));
+		c->local_domains = names;
+		if (set_string(p, &c->local_domains[c->nlocal_domains],
+		    name) == -1)
+			return -1;
+		c->nlocal_domains++;
+	}
+	return 0;
+}
+
+static int
+kw_from_override(struct parser *p, const struct keyword *kw, char *value)
+{
+	int yes;
+
+	if (choice(p, kw, value, yesno_words, &yes) == -1)
+		return -1;
+	p->conf->force_from = !yes;
+	return 0;
+}
+
+static int
+kw_from_header(struct parser *p, const struct keyword *kw, char *value)
+{
+	int mode;
+
+	if (choice(p, kw, value, from_header_words, &mode) == -1)
+		return -1;
+	p->conf->set_from = (enum from_header)mode;
+	return 0;
 }
 
 static int
@@ -1161,18 +1239,29 @@ check_tls(struct parser *p)
 	return 0;
 }
 
-/* gethostname(), unless it would make a bad EHLO argument. */
+/* Settings that make sense only with a from address to put in. */
 static int
-default_helo(struct parser *p)
+check_from(struct parser *p)
 {
-	char name[DOMAIN_MAX + 1];
+	static const char *const needs_from[] = {
+		"allow_from_override", "set_from_header"
+	};
+	struct conf *c = p->conf;
+	size_t i;
+	int needed;
 
-	if (gethostname(name, sizeof(name)) == -1)
-		name[0] = '\0';
-	name[sizeof(name) - 1] = '\0';
-	if (!plain_token(name))
-		(void)strlcpy(name, "localhost", sizeof(name));
-	return set_string(p, &p->conf->helo, name);
+	if (c->from != NULL)
+		return 0;
+	for (i = 0; i < sizeof(needs_from) / sizeof(needs_from[0]); i++) {
+		needed = i == 0 ? c->force_from : c->set_from == FROMHDR_ON;
+		if (!needed)
+			continue;
+		p->lineno = seen(p, needs_from[i]);
+		return lerr(p, "%s %s needs \"from\" (the address to use "
+		    "instead of the caller's)", needs_from[i],
+		    i == 0 ? "no" : "on");
+	}
+	return 0;
 }
 
 static int
@@ -1183,9 +1272,8 @@ finish(struct parser *p)
 	if (c->host == NULL)
 		return ferr(p, "missing required keyword \"host\"");
 	settle_transport(p);
-	if (check_tls(p) == -1 || check_credentials(p) == -1)
-		return -1;
-	if (c->helo == NULL && default_helo(p) == -1)
+	if (check_tls(p) == -1 || check_credentials(p) == -1 ||
+	    check_from(p) == -1)
 		return -1;
 	if (c->ca_file == NULL &&
 	    set_string(p, &c->ca_file, RELAY_CA_DEFAULT) == -1)
@@ -1351,6 +1439,9 @@ conf_free(struct conf *c)
 	free(c->user);
 	free(c->from);
 	free(c->domain);
+	for (i = 0; i < c->nlocal_domains; i++)
+		free(c->local_domains[i]);
+	free(c->local_domains);
 	free(c->helo);
 	free(c->ca_file);
 	free(c->client_cert);

@@ -2,8 +2,9 @@
  * The header block and the envelope drawn from it, msg_read's steps
  * before the body's: the fields (find, add, replace, drop), the envelope
  * sender and recipients (-f, argv, -t, aliases), local names in the
- * header rewritten for the wire, Bcc removed, and the From, Date and
- * Message-ID a message lacks added.
+ * header rewritten for the wire, Bcc removed, the From, Date and
+ * Message-ID a message lacks added, and From: set to the configured
+ * sender where set_from_header says so.
  */
 #include <pwd.h>
 #include <stdlib.h>
@@ -22,11 +23,12 @@
 #define F_REMOVE	0x02	/* never sent */
 #define F_ALIAS		0x04	/* local names mapped through aliases */
 #define F_SENDER	0x08	/* local names become the envelope sender */
+#define F_RESENT	0x10	/* -t takes these instead, when there are any */
 
 /*
- * -t reads To, Cc and Bcc only, as Postfix does.  Resent-To/Cc/Bcc are
- * left out on purpose: a resent message's original recipients would get
- * it a second time, and no caller observed relies on Resent-* with -t.
+ * -t reads To, Cc and Bcc, or when the message has Resent-To, Resent-Cc
+ * or Resent-Bcc (RFC 5322 3.6.6: it is being resent) those alone, as
+ * Sendmail and Postfix do: the original recipients had it already.
  */
 static const struct {
 	const char	*name;
@@ -35,7 +37,9 @@ static const struct {
 	{ "To",		F_EXTRACT | F_ALIAS },
 	{ "Cc",		F_EXTRACT | F_ALIAS },
 	{ "Bcc",	F_EXTRACT | F_REMOVE },	/* RFC 5322 3.6.3 */
-	{ "Resent-Bcc",	F_REMOVE },
+	{ "Resent-To",	F_RESENT | F_ALIAS },
+	{ "Resent-Cc",	F_RESENT | F_ALIAS },
+	{ "Resent-Bcc",	F_RESENT | F_REMOVE },
 	{ "Return-Path", F_REMOVE },		/* RFC 5321 4.4 */
 	{ "Reply-To",	F_ALIAS },
 	{ "From",	F_SENDER },
@@ -190,6 +194,23 @@ dup_into(struct work *w, const char *s, char **out)
 	return EX_OK;
 }
 
+/*
+ * Is addr a local name (relay.h: local_name)?  Its local part into name
+ * when name is not NULL.  The one test of "local" for the envelope and
+ * the header alike.
+ */
+static int
+is_local(struct work *w, const char *addr, char *name, size_t size)
+{
+	char part[ADDR_MAX + 1];
+
+	if (name == NULL) {
+		name = part;
+		size = sizeof(part);
+	}
+	return addr[0] != '\0' && local_name(w->conf, addr, name, size);
+}
+
 /* The caller's login name and GECOS full name, looked up once. */
 static int
 passwd_entry(struct work *w)
@@ -238,10 +259,20 @@ default_sender(struct work *w, char **out)
 	    c->path != NULL ? c->path : RELAY_CONF_DEFAULT);
 }
 
+/* Can default_sender make an address? */
+static int
+have_default_sender(const struct conf *c)
+{
+	return c->from != NULL || c->domain != NULL ||
+	    (c->user != NULL && strchr(c->user, '@') != NULL);
+}
+
 /*
  * -f/-r: one mailbox; "" or "<>" is the null path (RFC 5321 4.5.5).  A
- * local name such as cron's "-f root" leaves *out NULL: the default
- * sender applies, since a bare name is no use to the smarthost.
+ * local name such as cron's "-f root", or mailutils' "-f root@HOST",
+ * leaves *out NULL: the default sender applies, since the smarthost has
+ * no use for it (and strict ones refuse root@HOST).  A qualified one is
+ * kept when there is no default to put instead.
  */
 static int
 sender_from_opt(struct work *w, const char *from, char **out)
@@ -262,7 +293,9 @@ sender_from_opt(struct work *w, const char *from, char **out)
 		    strlen(from)));
 	else if (nmbs == 0 || mbs[0].addr[0] == '\0')
 		ex = dup_into(w, "", out);
-	else if (strchr(mbs[0].addr, '@') != NULL)
+	else if (!is_local(w, mbs[0].addr, NULL, 0) ||
+	    (strchr(mbs[0].addr, '@') != NULL &&
+	    !have_default_sender(w->conf)))
 		ex = dup_into(w, mbs[0].addr, out);
 	addrlist_free(mbs, nmbs);
 	return ex;
@@ -276,6 +309,9 @@ step_sender(struct work *w)
 	char shown[300];
 	int ex;
 
+	/* allow_from_override no: providers take only the account's own. */
+	if (w->conf->force_from && !w->opts->report)
+		from = NULL;
 	if (from != NULL &&
 	    (ex = sender_from_opt(w, from, &m->sender)) != EX_OK)
 		return ex;
@@ -332,34 +368,37 @@ rcpt_add(struct work *w, const char *addr)
 }
 
 /*
- * A local name (no '@') goes through the aliases, else gets the domain
- * (RFC 6409 4.2: the MSA wants qualified addresses, and smarthosts either
- * refuse bare names or qualify them with their own domain).
+ * A local name (no '@', or at one of the host's names) goes through the
+ * aliases, else gets the domain (RFC 6409 4.2: the MSA wants qualified
+ * addresses, and smarthosts either refuse bare names or qualify them with
+ * their own domain).  Without a domain a qualified one goes as it is.
  */
 static int
 rcpt_resolve(struct work *w, const char *addr)
 {
 	const struct alias *al;
 	struct buf b = { NULL, 0, 0 };
-	char shown[128];
+	char shown[128], name[ADDR_MAX + 1];
 	size_t i;
 	int ex;
 
-	if (addr[0] == '\0' || strchr(addr, '@') != NULL)
+	if (!is_local(w, addr, name, sizeof(name)))
 		return rcpt_add(w, addr);
-	if ((al = conf_alias(w->conf, addr)) != NULL) {
+	if ((al = conf_alias(w->conf, name)) != NULL) {
 		for (i = 0; i < al->ntargets; i++)
 			if ((ex = rcpt_add(w, al->targets[i])) != EX_OK)
 				return ex;
 		return EX_OK;
 	}
+	if (w->conf->domain == NULL && strchr(addr, '@') != NULL)
+		return rcpt_add(w, addr);
 	if (w->conf->domain == NULL)
 		return failf(w, EX_NOUSER, "local recipient \"%s\" has no "
 		    "alias and no domain is set in %s",
 		    printable(shown, sizeof(shown), addr, strlen(addr)),
 		    w->conf->path != NULL ? w->conf->path :
 		    RELAY_CONF_DEFAULT);
-	if (buf_printf(&b, "%s@%s", addr, w->conf->domain) == -1)
+	if (buf_printf(&b, "%s@%s", name, w->conf->domain) == -1)
 		return nomem(w);
 	ex = rcpt_add(w, b.p);
 	free(b.p);
@@ -401,8 +440,11 @@ step_rcpts(struct work *w)
 	const struct header *h;
 	char name[64];
 	size_t i;
-	int ex;
+	int ex, want = F_EXTRACT;
 
+	for (i = 0; i < m->nhdrs; i++)
+		if (field_flags(&m->hdrs[i]) & F_RESENT)
+			want = F_RESENT;
 	for (i = 0; i < o->nargv; i++) {
 		if ((ex = rcpt_list(w, o->argv_rcpts[i],
 		    strlen(o->argv_rcpts[i]), NULL)) != EX_OK)
@@ -410,7 +452,7 @@ step_rcpts(struct work *w)
 	}
 	for (i = 0; o->extract && i < m->nhdrs; i++) {
 		h = &m->hdrs[i];
-		if (!(field_flags(h) & F_EXTRACT))
+		if (!(field_flags(h) & want))
 			continue;
 		(void)printable(name, sizeof(name), h->text, h->namelen);
 		if ((ex = rcpt_list(w, h->text + h->valoff,
@@ -438,17 +480,18 @@ local_replacement(struct work *w, int flags, const char *addr,
     struct buf *out, int *whole)
 {
 	const struct alias *al;
+	char name[ADDR_MAX + 1];
 	size_t i;
 
 	*whole = 0;
-	if (addr[0] == '\0' || strchr(addr, '@') != NULL)
+	if (!is_local(w, addr, name, sizeof(name)))
 		return 0;
 	if (flags & F_SENDER) {
 		if (w->msg->sender[0] == '\0')
 			return 0;
 		return buf_str(out, w->msg->sender) == -1 ? -1 : 1;
 	}
-	if ((al = conf_alias(w->conf, addr)) != NULL) {
+	if ((al = conf_alias(w->conf, name)) != NULL) {
 		if (al->ntargets == 0)
 			return 0;
 		*whole = al->ntargets > 1;
@@ -460,7 +503,7 @@ local_replacement(struct work *w, int flags, const char *addr,
 	}
 	if (w->conf->domain == NULL)
 		return 0;
-	return buf_printf(out, "%s@%s", addr, w->conf->domain) == -1 ? -1 : 1;
+	return buf_printf(out, "%s@%s", name, w->conf->domain) == -1 ? -1 : 1;
 }
 
 /*
@@ -622,7 +665,9 @@ add_from(struct work *w)
 	char *addr = NULL;
 	int ex;
 
-	if (w->msg->sender[0] != '\0')
+	if (w->conf->set_from == FROMHDR_ON)
+		addr = strdup(w->conf->from);
+	else if (w->msg->sender[0] != '\0')
 		addr = strdup(w->msg->sender);
 	else if (default_sender(w, &addr) != EX_OK)
 		return EX_OK;	/* a bounce: no From we could make up */
@@ -641,6 +686,87 @@ add_from(struct work *w)
 	free(name.p);
 	free(addr);
 	return ex;
+}
+
+/* The display name of a parsed mailbox, as written: before its '<'. */
+static void
+display_span(const char *val, const struct mailbox *mb, size_t *start,
+    size_t *end)
+{
+	size_t s = mb->mb_start, e = mb->as_start;
+
+	if (e > s && val[e - 1] == '<')
+		e--;
+	while (s < e && strchr(" \t\r\n", val[s]) != NULL)
+		s++;
+	while (e > s && strchr(" \t\r\n", val[e - 1]) != NULL)
+		e--;
+	*start = s;
+	*end = e;
+}
+
+/* Does any mailbox of the list differ from addr (case aside)? */
+static int
+other_than(const struct mailbox *mbs, size_t nmbs, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < nmbs; i++)
+		if (strcasecmp(mbs[i].addr, addr) != 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * set_from_header on: From: becomes the from address, keeping the first
+ * mailbox's display name, as msmtp does, for providers that take only
+ * the account's own address (Microsoft 365, Gmail).  Replies must still
+ * reach the caller's address: it goes to Reply-To when there is none.
+ */
+static int
+from_rewrite(struct work *w, struct header *h)
+{
+	const char *val = h->text + h->valoff, *from = w->conf->from;
+	struct mailbox *mbs = NULL;
+	struct buf b = { NULL, 0, 0 }, reply = { NULL, 0, 0 };
+	size_t nmbs = 0, ds = 0, de = 0;
+	char why[ERRLEN];
+	int ex = EX_OK, move;
+
+	if (addrlist_parse(val, h->len - h->valoff, &mbs, &nmbs, why,
+	    sizeof(why)) == -1)
+		nmbs = 0;	/* nothing we could move: just replace it */
+	if (nmbs > 0)
+		display_span(val, &mbs[0], &ds, &de);
+	move = nmbs > 0 && other_than(mbs, nmbs, from) &&
+	    find_field(w->msg, "Reply-To") == NULL;
+	if (buf_str(&b, "From: ") == -1 || buf_add(&b, val + ds, de - ds) ==
+	    -1 || buf_printf(&b, "%s<%s>", de > ds ? " " : "", from) == -1 ||
+	    (move && (buf_str(&reply, "Reply-To:") == -1 ||
+	    buf_add(&reply, val, h->len - h->valoff) == -1)))
+		ex = nomem(w);
+	addrlist_free(mbs, nmbs);
+	if (ex == EX_OK)
+		header_replace(h, &b);
+	if (ex == EX_OK && move && (ex = header_push(w, reply.p,
+	    reply.len)) == EX_OK)
+		reply.p = NULL;
+	free(b.p);
+	free(reply.p);
+	return ex;
+}
+
+/* set_from_header: a missing From added (auto, on), one there made from. */
+static int
+from_field(struct work *w)
+{
+	struct header *h = find_field(w->msg, "From");
+
+	if (h == NULL)
+		return w->conf->set_from == FROMHDR_OFF ? EX_OK : add_from(w);
+	if (w->conf->set_from == FROMHDR_ON)
+		return from_rewrite(w, h);
+	return EX_OK;
 }
 
 /* RFC 5322 3.3 date-time, local time, C locale. */
@@ -664,7 +790,7 @@ add_message_id(struct work *w)
 {
 	const char *at = strrchr(w->msg->sender, '@');
 	const char *domain = at != NULL && at[1] != '\0' ? at + 1 :
-	    w->conf->helo != NULL ? w->conf->helo : "localhost";
+	    own_domain(w->conf);
 	char stamp[32], hex[17];		/* 64 random bits */
 	time_t now = time(NULL);
 	struct buf b = { NULL, 0, 0 };
@@ -689,13 +815,14 @@ step_add_fields(struct work *w)
 		const char	*name;
 		int		(*add)(struct work *);
 	} added[] = {
-		{ "From", add_from },
 		{ "Date", add_date },
 		{ "Message-ID", add_message_id },
 	};
 	size_t i;
 	int ex;
 
+	if ((ex = from_field(w)) != EX_OK)
+		return ex;
 	for (i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
 		if (find_field(w->msg, added[i].name) == NULL &&
 		    (ex = added[i].add(w)) != EX_OK)

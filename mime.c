@@ -20,15 +20,6 @@ static const char *const plain_cte[] = { "7bit", "8bit", "binary" };
 /* Content-Types whose body must not be re-encoded (RFC 2046 5, 6.4). */
 static const char *const composite_types[] = { "multipart", "message" };
 
-/* Add to msg->note, the one-line account of what was changed. */
-static int
-add_note(struct work *w, const char *what)
-{
-	if (w->note.len > 0 && buf_str(&w->note, "; ") == -1)
-		return nomem(w);
-	return buf_str(&w->note, what) == -1 ? nomem(w) : EX_OK;
-}
-
 static const char *
 plural(size_t n)
 {
@@ -295,8 +286,9 @@ body_to_qp(struct work *w)
 	return EX_OK;
 }
 
-int
-step_body(struct work *w)
+/* A body with NULs or lines over 998 octets made fit, as above. */
+static int
+body_fit(struct work *w)
 {
 	const struct bodystats *st = &w->st;
 	char note[160];
@@ -324,6 +316,45 @@ step_body(struct work *w)
 	(void)snprintf(note, sizeof(note), "%zu body line%s over %d octets "
 	    "folded", st->overlong, plural(st->overlong), SMTP_LINE);
 	return add_note(w, note);
+}
+
+/*
+ * RFC 2045 5.2, 6.1: without MIME headers a reader takes the body for
+ * US-ASCII and 7bit.  An 8-bit body says what it holds: utf-8 when it
+ * is valid UTF-8, else unknown-8bit (RFC 1428).  A body re-encoded as
+ * quoted-printable has its labels already; msg_to_7bit relabels this.
+ */
+static int
+label_8bit(struct work *w)
+{
+	struct msg *m = w->msg;
+	int utf8 = !w->st.notutf8, ex;
+
+	if (!w->body8 || find_field(m, "MIME-Version") != NULL ||
+	    find_field(m, "Content-Type") != NULL)
+		return EX_OK;
+	if ((ex = header_add(w, "MIME-Version: 1.0")) != EX_OK ||
+	    (ex = header_add(w, utf8 ?
+	    "Content-Type: text/plain; charset=utf-8" :
+	    "Content-Type: text/plain; charset=unknown-8bit")) != EX_OK)
+		return ex;
+	if (find_field(m, "Content-Transfer-Encoding") == NULL &&
+	    (ex = header_add(w, "Content-Transfer-Encoding: 8bit")) != EX_OK)
+		return ex;
+	return add_note(w, utf8 ? "MIME headers added for the 8-bit body "
+	    "(charset utf-8)" : "MIME headers added for the 8-bit body "
+	    "(charset unknown-8bit)");
+}
+
+/* The body made fit for SMTP, then labelled if it is 8-bit. */
+int
+step_body(struct work *w)
+{
+	int ex;
+
+	if ((ex = body_fit(w)) != EX_OK)
+		return ex;
+	return label_8bit(w);
 }
 
 /* ---- long header lines -------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,14 @@ nomem(struct work *w)
 }
 
 /* ---- small helpers ------------------------------------------------------ */
+
+int
+add_note(struct work *w, const char *what)
+{
+	if (w->note.len > 0 && buf_str(&w->note, "; ") == -1)
+		return nomem(w);
+	return buf_str(&w->note, what) == -1 ? nomem(w) : EX_OK;
+}
 
 int
 buf_add(struct buf *b, const void *p, size_t n)
@@ -405,6 +414,20 @@ header_new(struct work *w, const struct buf *l)
 }
 
 /*
+ * The "From sender date" line an mbox file starts each message with (RFC
+ * 4155), which `mail -f` and some scripts pass on: not a header field (no
+ * colon), and no body text either.  Sendmail and Postfix drop it too.
+ */
+static int
+mbox_from_line(const struct buf *l)
+{
+	size_t valoff;
+
+	return l->len >= 5 && memcmp(l->p, "From ", 5) == 0 &&
+	    field_name(l->p, l->len, &valoff) == 0;
+}
+
+/*
  * Decide what a complete line of the header block is: the empty line
  * ending it, a new field, a continuation, or the first line of a body that
  * came without the empty line (a lone "." too: body_text() then sees it
@@ -423,7 +446,9 @@ header_line_end(struct work *w)
 		return EX_OK;
 	}
 	folded = is_wsp((unsigned char)l->p[0]) && w->msg->nhdrs > 0;
-	if (!folded && field_name(l->p, l->len, &valoff) == 0) {
+	if (in->lineno == 1 && mbox_from_line(l))
+		ex = add_note(w, "leading mbox 'From ' line dropped");
+	else if (!folded && field_name(l->p, l->len, &valoff) == 0) {
 		in->inbody = 1;
 		if ((ex = body_text(w, l->p, l->len)) == EX_OK)
 			ex = body_line_end(w);
@@ -511,6 +536,13 @@ feed(struct work *w, const char *p, size_t n)
 			return ex;
 		i = j;
 	}
+	/* The LF of the lone ".\r\n" is still part of that line. */
+	if (in->done && i < n && in->pending_cr && p[i] == '\n') {
+		in->pending_cr = 0;
+		i++;
+	}
+	if (in->done && i < n)
+		in->rest = 1;
 	return EX_OK;
 }
 
@@ -544,6 +576,27 @@ check_size(struct work *w)
 	return EX_OK;
 }
 
+/*
+ * The lone "." ended the input (without -i, as Sendmail): does more
+ * follow?  Scripts written for msmtp, which reads on, lose the rest, so
+ * it is said.  Only what can be read at once: never wait for the caller.
+ */
+static void
+input_after_dot(struct work *w, int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	char probe[512];
+	ssize_t n;
+
+	if (!w->in.rest && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN)) {
+		/* A CR's LF may be the first octet of the next read. */
+		n = read(fd, probe, sizeof(probe));
+		if (n > 1 || (n == 1 && !(w->in.pending_cr &&
+		    probe[0] == '\n')))
+			w->in.rest = 1;
+	}
+}
+
 static int
 read_input(struct work *w, int fd)
 {
@@ -568,6 +621,13 @@ read_input(struct work *w, int fd)
 	}
 	if (ex == EX_OK)
 		ex = check_size(w);
+	if (ex == EX_OK && w->in.done)
+		input_after_dot(w, fd);
+	if (ex == EX_OK && w->in.rest) {
+		w->msg->dot_rest = 1;
+		ex = add_note(w, "input after a lone '.' line was ignored "
+		    "(use -i)");
+	}
 	free(chunk);
 	free(w->in.line.p);
 	memset(&w->in.line, 0, sizeof(w->in.line));

@@ -565,6 +565,9 @@ send_message(const struct args *a, struct conf *conf)
 			    status_word(ex), (unsigned long)getuid(), err);
 		return ex;
 	}
+	if (m.dot_rest)
+		warnx("input after a lone \".\" line was ignored: it ends "
+		    "the message without -i");
 	if (conf->queue == NULL)
 		ex = send_direct(conf, &m);
 	else

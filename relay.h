@@ -45,6 +45,8 @@
 
 enum tls_mode { TLS_IMPLICIT, TLS_STARTTLS, TLS_NONE };
 enum log_dest { LOGTO_SYSLOG, LOGTO_STDERR };
+/* set_from_header: add a missing From:, make it from, or leave it be. */
+enum from_header { FROMHDR_AUTO, FROMHDR_ON, FROMHDR_OFF };
 
 /* RFC 5321 4.5.3.2 timeouts, in seconds, indexed by what they guard. */
 enum tmo {
@@ -72,7 +74,11 @@ struct conf {
 	char		*password;	/* set iff user is; wiped by conf_free */
 	char		*from;		/* default envelope sender, or NULL */
 	char		*domain;	/* qualifies unaliased local names, or NULL */
-	char		*helo;		/* EHLO name, never NULL after load */
+	char		**local_domains; /* local_domains: addresses there are */
+	size_t		 nlocal_domains; /*   local names, as the host's own */
+	int		 force_from;	/* allow_from_override no: sender is from */
+	enum from_header set_from;	/* set_from_header */
+	char		*helo;		/* EHLO name, or NULL: helo_name() */
 	char		*ca_file;	/* never NULL after load */
 	int		 pinned;	/* tls_fingerprint given: */
 	unsigned char	 pin[32];	/*   SHA-256 of the server's cert */
@@ -119,6 +125,26 @@ int	 conf_load(struct conf *, const char *path, char *err, size_t errlen);
 void	 conf_free(struct conf *);
 /* The alias for a local name: an exact match, else "*", else NULL. */
 const struct alias *conf_alias(const struct conf *, const char *name);
+
+/* ---- names.c: the machine's own names -------------------------------- */
+
+/* The host's fully qualified name (canonical, with a dot), or NULL. */
+const char *host_fqdn(void);
+/*
+ * Is addr a local name: no '@', or at the host name, its FQDN, localhost
+ * or a local_domains entry?  If so 1, with its local part in name (size
+ * octets); else 0.  The null path is not a local name.
+ */
+int	 local_name(const struct conf *, const char *addr, char *name,
+	    size_t size);
+/* The EHLO name: helo, else the FQDN, else domain; NULL: use a literal. */
+const char *helo_name(const struct conf *);
+/*
+ * The domain of addresses relay makes up (MAILER-DAEMON@, Message-IDs):
+ * a dotted helo, the FQDN, domain, from's or user's domain, else
+ * "localhost.invalid".  Never NULL, never a bare host name.
+ */
+const char *own_domain(const struct conf *);
 
 /* ---- secret.c: secrets from a file, the environment or a command ------ */
 
@@ -186,6 +212,8 @@ struct msgopts {
 	int	  dotend;	/* no -i: a line holding only "." ends input */
 	const char *from;	/* -f/-r, or NULL */
 	const char *fullname;	/* -F, or NULL */
+	int	  report;	/* relay's own report: its null sender stays
+				   even with allow_from_override no */
 	char	**argv_rcpts;	/* recipients from the command line */
 	size_t	  nargv;
 };
@@ -199,6 +227,7 @@ struct msg {
 	off_t		 size;		/* RFC 1870: CRLF form, unstuffed */
 	int		 eightbit;	/* some octet >= 0x80 will be sent */
 	char		*note;		/* how the body was changed, or NULL */
+	int		 dot_rest;	/* input went on after the lone "." */
 	/* private to msg.c, header.c and mime.c */
 	struct header	*hdrs;
 	size_t		 nhdrs;
@@ -278,6 +307,7 @@ struct bodystats {
 struct intake {
 	int		 inbody;
 	int		 done;		/* the lone "." was seen */
+	int		 rest;		/*   and input came after it */
 	int		 pending_cr;	/* last octet was CR: swallow an LF */
 	int		 held_dot;	/* body line so far is ".", unwritten */
 	size_t		 lineno;	/* message line being read, from 1 */
@@ -334,6 +364,8 @@ int	 body_chunks(const struct msg *m,
 	    int (*fn)(void *, const char *, size_t), void *arg);
 /* A work area on message m, errors to err. */
 void	 work_init(struct work *w, struct msg *m, char *err, size_t errlen);
+/* Add to msg->note, the one-line account of what was changed. */
+int	 add_note(struct work *w, const char *what);
 /* m->size (RFC 1870) and m->eightbit, from the header block and body. */
 void	 measure(struct msg *m);
 
@@ -410,6 +442,11 @@ int	 conn_flush(struct conn *);
 const char *conn_error(const struct conn *);
 /* "smtp.example.com[192.0.2.1]:465" */
 const char *conn_peer(const struct conn *);
+/*
+ * The local end as an RFC 5321 4.1.3 address literal ("[192.0.2.7]",
+ * "[IPv6:2001:db8::7]") into buf.  Returns 0, or -1 (getsockname failed).
+ */
+int	 conn_local_literal(const struct conn *, char *buf, size_t size);
 void	 conn_close(struct conn *);
 
 /* ---- net.c: TCP to the smarthost (net.c and tls.c only) --------------- */

@@ -50,6 +50,7 @@ struct smtp {
 	int			 transactions;	/* MAILs sent so far */
 	int			 data_ok;	/* this one's message taken */
 	int			 dot_sent;	/*   or maybe taken */
+	char			 helo[DOMAIN_MAX + 1];	/* what EHLO says */
 };
 
 /* ---- replies ------------------------------------------------------------- */
@@ -318,18 +319,36 @@ caps_parse(struct caps *caps, const struct reply *r)
 
 /* ---- the dialogue ---------------------------------------------------------- */
 
+/*
+ * RFC 5321 4.1.4: the EHLO argument is the client's FQDN, or when it has
+ * none an address literal; strict servers refuse a bare host name
+ * (Postfix's reject_non_fqdn_helo_hostname).  Decided per connection,
+ * since the literal is that of the socket.
+ */
+static void
+helo_choose(struct smtp *s)
+{
+	const char *name = helo_name(s->conf);
+
+	if (name == NULL &&
+	    conn_local_literal(s->c, s->helo, sizeof s->helo) == 0)
+		return;
+	if (name == NULL)
+		name = own_domain(s->conf);
+	strlcpy(s->helo, name, sizeof s->helo);
+}
+
 static int
 ehlo(struct smtp *s)
 {
 	int ex;
 
-	ex = command(s, TMO_COMMAND, 2, "EHLO", NULL, "EHLO %s",
-	    s->conf->helo);
+	ex = command(s, TMO_COMMAND, 2, "EHLO", NULL, "EHLO %s", s->helo);
 	/* RFC 5321 3.2: fall back to HELO, but only where nothing needs EHLO */
 	if (ex == EX_UNAVAILABLE && s->conf->tls == TLS_NONE &&
 	    s->conf->user == NULL) {
 		ex = command(s, TMO_COMMAND, 2, "HELO", NULL, "HELO %s",
-		    s->conf->helo);
+		    s->helo);
 		memset(&s->caps, 0, sizeof s->caps);
 		return ex;
 	}
@@ -903,6 +922,7 @@ smtp_open(const struct conf *conf, struct delivery *d, int *exitcode,
 	}
 	strlcpy(d->relay, conn_peer(s->c), sizeof d->relay);
 	trace("***", d->relay, strlen(d->relay));
+	helo_choose(s);
 	if ((*exitcode = session_start(s)) != EX_OK) {
 		if (s->r.lines > 0)
 			reply_oneline(&s->r, d->last, sizeof d->last);

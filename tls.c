@@ -639,6 +639,33 @@ conn_peer(const struct conn *c)
 	return c->sock.peer;
 }
 
+/* RFC 5321 4.1.3; an IPv4-mapped address is written as IPv4. */
+int
+conn_local_literal(const struct conn *c, char *buf, size_t size)
+{
+	struct sockaddr_storage ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+	socklen_t len = sizeof ss;
+	char ip[INET6_ADDRSTRLEN];
+	int n;
+
+	if (getsockname(c->sock.fd, (struct sockaddr *)&ss, &len) == -1)
+		return -1;
+	if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		n = inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], ip,
+		    sizeof ip) == NULL ? -1 : snprintf(buf, size, "[%s]", ip);
+	else if (ss.ss_family == AF_INET6)
+		n = inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip) ==
+		    NULL ? -1 : snprintf(buf, size, "[IPv6:%s]", ip);
+	else if (ss.ss_family == AF_INET)
+		n = inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) ==
+		    NULL ? -1 : snprintf(buf, size, "[%s]", ip);
+	else
+		n = -1;
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
 /*
  * Send close_notify without waiting for the server's (RFC 8314 section
  * 3.4); by now the message has been accepted or refused, so errors here

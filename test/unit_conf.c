@@ -147,7 +147,6 @@ static void
 test_minimal(void)
 {
 	struct conf c;
-	char host[256];
 
 	if (load_ok(&c, "host smtp.example.com\n", "minimal") == -1)
 		return;
@@ -169,10 +168,11 @@ test_minimal(void)
 	CHECK(c.timeout[TMO_DATA_BLOCK] == 180,
 	    "minimal: timeout_data_block 180");
 	CHECK(c.timeout[TMO_DATA_END] == 600, "minimal: timeout_data_end 600");
-	CHECK(c.helo != NULL && c.helo[0] != '\0', "minimal: helo set");
-	if (gethostname(host, sizeof(host)) == 0 && host[0] != '\0' &&
-	    strchr(host, ' ') == NULL)
-		CHECK_STR(c.helo, host, "minimal: helo from gethostname");
+	/* The EHLO name is chosen per connection (names.c). */
+	CHECK(c.helo == NULL, "minimal: no helo until a connection needs one");
+	CHECK(c.force_from == 0 && c.set_from == FROMHDR_AUTO &&
+	    c.nlocal_domains == 0, "minimal: -f overrides from, "
+	    "set_from_header auto, no local_domains");
 	conf_free(&c);
 	CHECK(c.host == NULL && c.helo == NULL, "conf_free clears the conf");
 	conf_free(&c);
@@ -1458,6 +1458,49 @@ remove_all(void)
 	(void)closedir(d);
 }
 
+/* local_domains, allow_from_override, set_from_header (issue 11). */
+static void
+test_sender_names(void)
+{
+	struct conf c;
+
+	if (load_ok(&c, "host h\nfrom a@example.com\n"
+	    "local_domains vm.LAN., mail.vm.lan\nlocal_domains other.test\n"
+	    "allow_from_override no\nset_from_header on\n",
+	    "local_domains, allow_from_override, set_from_header") == 0) {
+		CHECK(c.nlocal_domains == 3, "local_domains: three names");
+		if (c.nlocal_domains == 3) {
+			CHECK_STR(c.local_domains[0], "vm.lan",
+			    "local_domains: lower case, no root dot");
+			CHECK_STR(c.local_domains[2], "other.test",
+			    "local_domains: given twice, added to");
+		}
+		CHECK(c.force_from == 1, "allow_from_override no");
+		CHECK(c.set_from == FROMHDR_ON, "set_from_header on");
+	}
+	conf_free(&c);
+	if (load_ok(&c, "host h\nallow_from_override yes\n"
+	    "set_from_header off\n", "allow_from_override yes") == 0)
+		CHECK(c.force_from == 0 && c.set_from == FROMHDR_OFF,
+		    "allow_from_override yes, set_from_header off");
+	conf_free(&c);
+	expect_error("host h\nlocal_domains a@b\n",
+	    CONF ":2: local_domains \"a@b\" is not a domain name",
+	    "local_domains with @");
+	expect_error("host h\nfrom a@example.com\nallow_from_override 0\n",
+	    CONF ":3: allow_from_override \"0\" is not one of no, yes",
+	    "allow_from_override 0");
+	expect_error("host h\nset_from_header always\n",
+	    CONF ":2: set_from_header \"always\" is not one of auto, on, off",
+	    "set_from_header always");
+	expect_error("host h\nallow_from_override no\n",
+	    CONF ":2: allow_from_override no needs \"from\" (the address to "
+	    "use instead of the caller's)", "allow_from_override no, no from");
+	expect_error("host h\nset_from_header on\n",
+	    CONF ":2: set_from_header on needs \"from\" (the address to "
+	    "use instead of the caller's)", "set_from_header on, no from");
+}
+
 int
 main(void)
 {
@@ -1487,6 +1530,7 @@ main(void)
 	test_tls_verify();
 	test_client_cert();
 	test_limits();
+	test_sender_names();
 	remove_all();
 	if (chdir("/") == -1 || rmdir(tmpdir) == -1)
 		perror(tmpdir);

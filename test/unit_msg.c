@@ -476,9 +476,9 @@ test_line_endings(void)
 
 	run(&r, "mbox From", S("From alice Mon Jan  1 00:00:00 2024\n"
 	    "Subject: x\n\nbody\n"), &o, &c);
-	CHECK(body_is(&r, S("From alice Mon Jan  1 00:00:00 2024\r\n"
-	    "Subject: x\r\n\r\nbody\r\n")) && hdr_count(&r, "Subject:") == 0,
-	    "leading mbox From line: body starts there");
+	CHECK(body_is(&r, S("body\r\n")) && hdr_has(&r, "Subject: x") &&
+	    strstr(r.hdrs, "alice") == NULL,
+	    "leading mbox From line: dropped, the header follows");
 	result_free(&r);
 
 	run(&r, "folded header", S("Subject: one\n two\n\tthree\n\nb\n"), &o, &c);
@@ -739,9 +739,11 @@ test_qp(void)
 	result_free(&r);
 
 	run(&r, "clean 8-bit", S("Subject: x\n\ncaf\xc3\xa9\n"), &o, &c);
-	CHECK(r.ex == EX_OK && r.msg.eightbit == 1 && r.msg.note == NULL &&
-	    hdr_count(&r, "Content-Transfer-Encoding:") == 0,
-	    "8-bit body without NUL or long line: left alone, eightbit set");
+	CHECK(r.ex == EX_OK && r.msg.eightbit == 1 &&
+	    body_is(&r, S("caf\xc3\xa9\r\n")) &&
+	    hdr_has(&r, "Content-Transfer-Encoding: 8bit") &&
+	    hdr_has(&r, "Content-Type: text/plain; charset=utf-8"),
+	    "8-bit body without NUL or long line: kept, labelled, eightbit set");
 	result_free(&r);
 
 	run(&r, "8-bit header", S("Subject: \xc3\xa9t\xc3\xa9\n\nascii\n"), &o,
@@ -842,8 +844,12 @@ test_bcc(void)
 	static const char msg[] = "To: a@example.com\nBcc: secret@example.com,"
 	    "\n hidden@example.com\nResent-Bcc: r@example.com\n"
 	    "Return-Path: <x@example.com>\nSubject: s\n\nbody\n";
+	static const char msg_plain[] = "To: a@example.com\nBcc: "
+	    "secret@example.com,\n hidden@example.com\nSubject: s\n\nbody\n";
 	static const char *const want_t[] = { "b@example.com", "a@example.com",
 	    "secret@example.com", "hidden@example.com" };
+	static const char *const want_resent[] = { "b@example.com",
+	    "r@example.com" };
 	struct conf c;
 	struct msgopts o;
 	struct result r;
@@ -861,13 +867,22 @@ test_bcc(void)
 	result_free(&r);
 
 	o.extract = 1;
-	run(&r, "Bcc with -t", S(msg), &o, &c);
+	/* Without the Resent-Bcc line, which makes it a resent message. */
+	run(&r, "Bcc with -t", S(msg_plain), &o, &c);
 	CHECK(r.ex == EX_OK && has_rcpts(&r, want_t, N(want_t)),
 	    "with -t: argv + To + Bcc recipients");
 	if (!has_rcpts(&r, want_t, N(want_t)))
 		show_rcpts(&r);
 	CHECK(hdr_count(&r, "Bcc:") == 0 && strstr(r.hdrs, "secret") == NULL,
 	    "with -t: Bcc removed");
+	result_free(&r);
+
+	/* RFC 5322 3.6.6, as Sendmail and Postfix: Resent-* instead. */
+	run(&r, "Resent-Bcc with -t", S(msg), &o, &c);
+	CHECK(r.ex == EX_OK && has_rcpts(&r, want_resent, N(want_resent)),
+	    "with -t and Resent-Bcc: argv + Resent-Bcc recipients only");
+	CHECK(hdr_count(&r, "Resent-Bcc:") == 0 && hdr_count(&r, "Bcc:") == 0,
+	    "with -t: Resent-Bcc and Bcc removed");
 	result_free(&r);
 }
 
@@ -1385,7 +1400,8 @@ test_to_7bit(void)
 	to_7bit(&r, "8-bit text", "Subject: x\n\nsch\xc3\xb6n = ja\n", 1,
 	    "Content-Type: text/plain; charset=utf-8\r\n");
 	CHECK(r.msg.eightbit == 0, "8-bit text: nothing 8-bit left");
-	CHECK_STR(r.msg.note, "body converted to quoted-printable: the "
+	CHECK_STR(r.msg.note, "MIME headers added for the 8-bit body "
+	    "(charset utf-8); body converted to quoted-printable: the "
 	    "smarthost does not offer 8BITMIME", "8-bit text: note");
 	result_free(&r);
 	to_7bit(&r, "8-bit text, CTE", "Content-Transfer-Encoding: 8bit\n\n"
