@@ -24,7 +24,7 @@
 #                    stop_server stop_servers restart_smarthost free_port
 #                    wait_event msg_count wait_msgs msg_json
 #   relay            write_conf write_conf_for run_relay assert_error
-#                    assert_log
+#                    assert_log setgid_relay
 #   the queue        q_dir q_ids q_count q_path q_env q_set q_rcpts
 #                    iso_utc iso_epoch
 #   one message to server after server ($T/msg.txt)
@@ -771,6 +771,39 @@ added() {
 # The Date field relay adds (RFC 5322, English names).
 # shellcheck disable=SC2034
 DATE_RE='^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2[0-9]{3} [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}$'
+
+# setgid_relay SKIP: a setgid copy of relay, root:$G mode 2755, in
+# $T/sbin/relay (sets SG, and GID to $G's number), with $T/sbin, $T/etc and $T/files made
+# (0755).  The sanitizer build is test/obj/relay-setgid (no
+# LeakSanitizer, which cannot run setgid).  When setgid cannot work here
+# (not root, no setpriv/unshare/findmnt, no group $G, no_new_privs, a
+# nosuid $T, $T out of nobody's reach) it calls "SKIP REASON" instead.
+setgid_relay() {
+	local skip=$1 c
+	[ "$(id -u)" = 0 ] || { "$skip" "needs root (setgid files, setpriv, mount)"; return 1; }
+	for c in setpriv unshare findmnt; do
+		command -v "$c" >/dev/null || { "$skip" "no $c"; return 1; }
+	done
+	GID=$(getent group "$G" | cut -d: -f3)
+	[ -n "$GID" ] || { "$skip" "no group $G"; return 1; }
+	! grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status ||
+	    { "$skip" "this process runs with no_new_privs: setgid cannot work"; return 1; }
+	findmnt -n -o OPTIONS -T "$T" | tr , '\n' | grep -qx nosuid &&
+	    { "$skip" "$T is on a nosuid file system"; return 1; }
+	# Every user must reach $T (the repository may sit in a private home).
+	setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$T" ||
+	    { "$skip" "nobody cannot reach $T"; return 1; }
+	mkdir -p "$T/sbin" "$T/etc" "$T/files"
+	chmod 755 "$T/sbin" "$T/etc" "$T/files"
+	SG=$T/sbin/relay
+	if [ "$RELAY" = "$TESTDIR/obj/relay" ]; then
+		cp "$TESTDIR/obj/relay-setgid" "$SG" ||
+		    t_bail "no $TESTDIR/obj/relay-setgid (make test/obj/relay-setgid)"
+	else
+		cp "$RELAY" "$SG" || t_bail "cannot copy $RELAY"
+	fi
+	chown "root:$G" "$SG" && chmod 2755 "$SG" || t_bail "cannot make $SG setgid"
+}
 
 # ---- the queue --------------------------------------------------------
 # relay's queue (QUEUE-SPEC / relay(8)): DIR/queue/ID/{message,envelope},

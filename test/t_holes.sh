@@ -214,40 +214,7 @@ skip_setgid() {
 	echo "ok # skip setgid spool intake: $*"
 	t_done
 }
-[ "$(id -u)" = 0 ] || skip_setgid "needs root"
-for c in setpriv unshare findmnt cc; do
-	command -v "$c" >/dev/null || skip_setgid "no $c"
-done
-GID=$(getent group "$G" | cut -d: -f3)
-[ -n "$GID" ] || skip_setgid "no group $G"
-! grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status ||
-    skip_setgid "no_new_privs"
-findmnt -n -o OPTIONS -T "$T" | tr , '\n' | grep -qx nosuid &&
-    skip_setgid "$T is on a nosuid file system"
-setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups test -x "$T" ||
-    skip_setgid "nobody cannot reach $T"
-
-mkdir -p "$T/sbin" "$T/etc" "$T/files"
-chmod 755 "$T/sbin" "$T/etc" "$T/files"
-if [ "$RELAY" = "$TESTDIR/obj/relay" ]; then
-	# As in t_privs.sh: LeakSanitizer cannot run in a setgid process.
-	cat >"$T/nolsan.c" <<'EOF'
-const char *__lsan_default_options(void);
-const char *__lsan_default_options(void) { return "detect_leaks=0"; }
-EOF
-	objs=()
-	for s in $(sed -n 's/^SRCS[[:space:]]*=//p' "$TOP/Makefile"); do
-		objs+=("$TESTDIR/obj/${s%.c}.o")
-	done
-	# shellcheck disable=SC2046
-	cc -fsanitize=address,undefined -o "$T/sbin/relay" "${objs[@]}" \
-	    "$T/nolsan.c" -lbearssl $(pkg-config --libs libbsd-overlay) \
-	    >"$T/link.log" 2>&1 || t_bail "linking the setgid relay: $(cat "$T/link.log")"
-else
-	cp "$RELAY" "$T/sbin/relay" || t_bail "cannot copy $RELAY"
-fi
-SG=$T/sbin/relay
-chown "root:$G" "$SG" && chmod 2755 "$SG" || t_bail "cannot make $SG setgid"
+setgid_relay skip_setgid
 
 start_smarthost g --mode smtps
 cp "$PKI/ca.crt" "$T/files/ca.crt"

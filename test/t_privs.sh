@@ -19,7 +19,7 @@
 # (AddressSanitizer and UBSan stay on).  test/privs_as.sh runs it as a
 # user in a mount namespace whose /etc holds the test's relay.conf: -C
 # would make it give up the group.  Needs root, setpriv, unshare,
-# overlayfs, cc and a file system without nosuid; otherwise "ok # skip".
+# overlayfs and a file system without nosuid; otherwise "ok # skip".
 . "$(dirname "$0")/lib.sh"
 t_setup
 
@@ -33,44 +33,9 @@ skip_all() {
 	exit 0
 }
 
-[ "$(id -u)" = 0 ] || skip_all "needs root (setgid files, setpriv, mount)"
-for c in setpriv unshare findmnt cc; do
-	command -v "$c" >/dev/null || skip_all "no $c"
-done
-GID=$(getent group "$G" | cut -d: -f3)
-[ -n "$GID" ] || skip_all "no group $G"
-! grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status ||
-    skip_all "this process runs with no_new_privs: setgid cannot work"
-findmnt -n -o OPTIONS -T "$T" | tr , '\n' | grep -qx nosuid &&
-    skip_all "$T is on a nosuid file system"
-# Every user must reach $T (the repository may sit in a private home).
-setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups test -x "$T" ||
-    skip_all "nobody cannot reach $T"
-
 # ---- the setgid installation, in $T -------------------------------------
 
-mkdir -p "$T/sbin" "$T/etc" "$T/files"
-chmod 755 "$T/sbin" "$T/etc" "$T/files"
-if [ "$RELAY" = "$TESTDIR/obj/relay" ]; then
-	cat >"$T/nolsan.c" <<'EOF'
-const char *__lsan_default_options(void);
-const char *__lsan_default_options(void) { return "detect_leaks=0"; }
-EOF
-	objs=()
-	for s in $(sed -n 's/^SRCS[[:space:]]*=//p' "$TOP/Makefile"); do
-		objs+=("$TESTDIR/obj/${s%.c}.o")
-	done
-	# shellcheck disable=SC2046
-	cc -fsanitize=address,undefined -o "$T/sbin/relay" "${objs[@]}" \
-	    "$T/nolsan.c" -lbearssl $(pkg-config --libs libbsd-overlay) \
-	    >"$T/link.log" 2>&1 || t_bail "linking the setgid relay: $(cat "$T/link.log")"
-else
-	cp "$RELAY" "$T/sbin/relay" || t_bail "cannot copy $RELAY"
-fi
-SG=$T/sbin/relay
-if ! chown "root:$G" "$SG" || ! chmod 2755 "$SG"; then
-	t_bail "cannot make $SG setgid"
-fi
+setgid_relay skip_all
 ln -s relay "$T/sbin/mailq"	# setgid through the link, as installed
 
 start_smarthost s --mode smtps
