@@ -100,8 +100,8 @@ same_name(const char *a, const char *b, size_t blen)
 static int
 local_domain(const struct conf *c, const char *dom, size_t len)
 {
-	const char *fqdn;
-	size_t i;
+	const char *fqdn, *host;
+	size_t i, hlen;
 
 	if (same_name("localhost", dom, len) ||
 	    same_name(host_name(), dom, len))
@@ -109,6 +109,15 @@ local_domain(const struct conf *c, const char *dom, size_t len)
 	for (i = 0; i < c->nlocal_domains; i++)
 		if (same_name(c->local_domains[i], dom, len))
 			return 1;
+	/*
+	 * The FQDN costs a resolver call: ask only for a domain that can be
+	 * it, the host name's own ("vm.example.org" for host vm).
+	 */
+	host = host_name();
+	hlen = strlen(host);
+	if (hlen == 0 || len <= hlen || dom[hlen] != '.' ||
+	    strncasecmp(dom, host, hlen) != 0)
+		return 0;
 	return (fqdn = host_fqdn()) != NULL && same_name(fqdn, dom, len);
 }
 
