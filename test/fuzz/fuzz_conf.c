@@ -32,13 +32,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		return 0;
 	}
-	/* The secret is there, or conf_secret() will fetch it. */
-	if (c.host == NULL || c.helo == NULL || c.ca_file == NULL ||
+	/*
+	 * The secret is there, or conf_secret() will fetch it; helo may be
+	 * NULL (helo_name() decides then).
+	 */
+	if (c.host == NULL || c.ca_file == NULL ||
 	    c.port < 1 || c.port > 65535 ||
 	    (c.user != NULL) != (c.password != NULL ||
-	    c.password_command != NULL || c.password_env != NULL) ||
+	    c.password_command != NULL || c.password_env != NULL ||
+	    c.password_file != NULL) ||
 	    (c.password != NULL) + (c.password_command != NULL) +
-	    (c.password_env != NULL) > 1 ||
+	    (c.password_env != NULL) + (c.password_file != NULL) > 1 ||
 	    (c.tls == TLS_NONE && c.user != NULL))
 		abort();
 	/* A pin, or the chain and name; a client key with its certificate. */
