@@ -154,6 +154,61 @@ install: $(PROG)
 		    "relay(8))"; \
 	fi
 
+# One fully static relay, static/relay (no ldd dependencies), for
+# containers and embedded boxes: musl (musl-tools) and BearSSL built from
+# Debian's source package, fetched once into static/ by apt-get source
+# through a private deb-src list made from the system's own apt sources
+# (the system's apt configuration is not changed; needs dpkg-dev).  musl
+# lacks a few BSD functions that libbsd gives the dynamic build: compat.c
+# has them, for this build only.  To cross-build, name a musl-targeting
+# compiler and BearSSL's CC:
+#	make static MUSLCC="aarch64-linux-musl-gcc"
+# (see README: Static build).
+STATICDIR = static
+BEARSSL	= $(STATICDIR)/bearssl
+MUSLCC	?= musl-gcc
+STATIC_CFLAGS = -std=c99 $(WARN) -Werror -Os -ffunction-sections \
+	  -fdata-sections -D_DEFAULT_SOURCE -include compat.h -I. \
+	  -I$(BEARSSL)/inc
+STATIC_OBJS = $(SRCS:%.c=$(STATICDIR)/obj/%.o) $(STATICDIR)/obj/compat.o
+SRC_APT	= apt-get -q -o Dir::Etc::SourceList=/dev/null \
+	  -o Dir::Etc::SourceParts=$(CURDIR)/$(STATICDIR)/apt/parts \
+	  -o Dir::State::Lists=$(CURDIR)/$(STATICDIR)/apt/lists
+
+static: $(STATICDIR)/relay
+
+$(STATICDIR)/relay: $(STATIC_OBJS) $(BEARSSL)/build/libbearssl.a
+	$(MUSLCC) -static -s -Wl,--gc-sections -o $@ $(STATIC_OBJS) \
+	    $(BEARSSL)/build/libbearssl.a
+	@ls -l $@ | awk '{ print "static: " $$NF ", " $$5 " octets, stripped" }'
+
+$(STATIC_OBJS): relay.h compat.h $(BEARSSL)/build/libbearssl.a
+
+$(STATICDIR)/obj/%.o: %.c
+	@mkdir -p $(STATICDIR)/obj
+	$(MUSLCC) $(STATIC_CFLAGS) -c -o $@ $<
+
+$(BEARSSL)/build/libbearssl.a:
+	rm -rf $(STATICDIR)/apt $(BEARSSL) && \
+	mkdir -p $(STATICDIR)/apt/parts $(STATICDIR)/apt/lists/partial && \
+	sed 's/^Types:.*/Types: deb-src/' /etc/apt/sources.list.d/*.sources \
+	    >$(STATICDIR)/apt/parts/src.sources 2>/dev/null; \
+	sed -n 's/^deb /deb-src /p' /etc/apt/sources.list \
+	    >$(STATICDIR)/apt/parts/src.list 2>/dev/null; \
+	$(SRC_APT) update >$(STATICDIR)/apt/update.log 2>&1 && \
+	(cd $(STATICDIR)/apt && $(SRC_APT) source --download-only bearssl \
+	    >source.log 2>&1) && \
+	dpkg-source -x $(STATICDIR)/apt/bearssl_*.dsc $(BEARSSL) \
+	    >$(STATICDIR)/apt/extract.log && \
+	$(MAKE) -C $(BEARSSL) CONF=Unix CC=$(MUSLCC) AR=ar \
+	    CFLAGS="-W -Wall -Os -ffunction-sections -fdata-sections" lib \
+	    >$(STATICDIR)/bearssl.log 2>&1 || \
+	{ tail -n 5 $(STATICDIR)/apt/*.log $(STATICDIR)/bearssl.log; exit 1; }
+
+# The end-to-end tests (test/t_*.sh) against static/relay.
+check-static: static
+	RELAY=$(CURDIR)/$(STATICDIR)/relay bash test/run t_
+
 # relay and its peers side by side (bench/compare, bench/README); never
 # part of check.  bench/run measures relay alone.
 bench: $(PROG)
@@ -174,6 +229,7 @@ clean-objs:
 
 clean: clean-objs
 	rm -f $(PROG)
-	rm -rf test/obj test/tmp
+	rm -rf test/obj test/tmp $(STATICDIR)
 
-.PHONY: all check werror fuzz install lint clean clean-objs demo bench
+.PHONY: all check werror fuzz install lint clean clean-objs demo bench \
+	static check-static

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,49 +149,65 @@ unnamed_open(const char *dir)
  * template to end in six X's.
  */
 static int
-named_open(struct work *w, const char *dir, int *fdp)
+named_open(const char *dir)
 {
 	char path[PATH_MAX];
-	int fd, n, saved;
+	int fd, saved;
 
-	n = snprintf(path, sizeof(path), "%s/relay.XXXXXX", dir);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return failf(w, EX_TEMPFAIL, "TMPDIR is too long");
+	if (snprintf(path, sizeof(path), "%s/relay.XXXXXX", dir) >=
+	    (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	if ((fd = mkstemp(path)) == -1)
-		return failf(w, EX_TEMPFAIL, "cannot create a spool file in "
-		    "%s: %s", dir, strerror(errno));
+		return -1;
 	if (unlink(path) == -1 || fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
 		saved = errno;
 		(void)unlink(path);
 		(void)close(fd);
-		return failf(w, EX_TEMPFAIL, "spool file %s: %s", path,
-		    strerror(saved));
+		errno = saved;
+		return -1;
 	}
-	*fdp = fd;
-	return EX_OK;
+	return fd;
+}
+
+/* An unnamed file in dir: O_TMPFILE, else mkstemp and unlink. */
+static int
+body_in(const char *dir)
+{
+	int fd;
+
+	if ((fd = unnamed_open(dir)) != -1)
+		return fd;
+	/* EISDIR: a kernel that knows no O_TMPFILE sees O_DIRECTORY. */
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return -1;
+	return named_open(dir);
 }
 
 /*
- * The body file, in $TMPDIR: nothing to clean up whatever happens, and
- * nobody else can open it.
+ * The body file, in $TMPDIR or /tmp: nothing to clean up whatever
+ * happens, and nobody else can open it.  An empty container may have no
+ * writable /tmp: the queue directory serves then (unnamed there too).
  */
 int
 bodyfile_open(struct work *w, struct bodyfile **bfp)
 {
 	const char *dir = getenv("TMPDIR");
 	struct bodyfile *bf;
-	int fd, ex;
+	int fd, saved;
 
 	if (dir == NULL || *dir == '\0')
 		dir = "/tmp";
-	if ((fd = unnamed_open(dir)) == -1) {
-		/* EISDIR: a kernel that knows no O_TMPFILE sees O_DIRECTORY. */
-		if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-			return failf(w, EX_TEMPFAIL, "cannot create a spool "
-			    "file in %s: %s", dir, strerror(errno));
-		if ((ex = named_open(w, dir, &fd)) != EX_OK)
-			return ex;
+	if ((fd = body_in(dir)) == -1 && (errno == ENOENT || errno == EROFS ||
+	    errno == EACCES) && w->conf->queue != NULL) {
+		saved = errno;
+		if ((fd = body_in(w->conf->queue)) == -1)
+			errno = saved;
 	}
+	if (fd == -1)
+		return failf(w, EX_TEMPFAIL, "cannot create a spool file in "
+		    "%s: %s", dir, strerror(errno));
 	if ((bf = malloc(sizeof(*bf))) == NULL) {
 		(void)close(fd);
 		return nomem(w);

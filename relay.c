@@ -243,6 +243,12 @@ fix_std_fds(void)
 {
 	int fd;
 
+	/* An empty container has no /dev/null: ask only when one is shut. */
+	for (fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+		if (fcntl(fd, F_GETFD) == -1)
+			break;
+	if (fd > STDERR_FILENO)
+		return;
 	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO)
 		;
 	if (fd == -1)

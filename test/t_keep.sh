@@ -242,17 +242,21 @@ export ASAN_OPTIONS=abort_on_error=0:detect_leaks=0	# ptrace: no LSan
 if ! command -v strace >/dev/null; then
 	echo "ok # skip body file: no strace"
 else
-	# traced OUT INJECT...: relay under strace, openat and unlink traced.
+	# traced OUT INJECT...: relay under strace, open(at) and unlink traced
+	# (glibc opens with openat, musl's static build with open).
 	traced() {
 		local out=$1
 		shift
 		{ TMPDIR=$BT timeout -k 5 30 strace -f -qq -o "$out" \
-		    -e trace=openat,unlink "$@" "$RELAY" -C "$T/body.conf" \
+		    -e trace=open,openat,unlink "$@" "$RELAY" -C "$T/body.conf" \
 		    whole@example.net <"$T/body.txt" >/dev/null 2>&1; } 2>/dev/null
 	}
 	traced "$T/st.plain"
-	n=$(grep -E '^[0-9]+ +openat\(' "$T/st.plain" | grep -n "\"$BT\", .*O_TMPFILE" |
-	    cut -d: -f1 | head -n 1)
+	sc=$(grep -F "\"$BT\", " "$T/st.plain" | grep -F O_TMPFILE |
+	    grep -oE '^[0-9]+ +open(at)?\(' | grep -oE 'open(at)?' | head -n 1)
+	n=
+	[ -z "$sc" ] || n=$(grep -E "^[0-9]+ +$sc\(" "$T/st.plain" |
+	    grep -n "\"$BT\", .*O_TMPFILE" | cut -d: -f1 | head -n 1)
 	if [ -n "$n" ]; then
 		ok "body file: made with O_TMPFILE in TMPDIR"
 	else
@@ -265,7 +269,7 @@ else
 	rm -f "$BT"/*
 	# Where O_TMPFILE fails (EOPNOTSUPP), mkstemp with relay.XXXXXX.
 	if [ -n "$n" ]; then
-		traced "$T/st.fallback" -e inject=openat:error=EOPNOTSUPP:when=$n
+		traced "$T/st.fallback" -e inject=$sc:error=EOPNOTSUPP:when=$n
 		made=$(grep -oE "\"$BT/[^\"]*\", O_RDWR\|O_CREAT\|O_EXCL" "$T/st.fallback")
 	else
 		made=$(grep -oE "\"$BT/[^\"]*\", O_RDWR\|O_CREAT\|O_EXCL" "$T/st.plain")
