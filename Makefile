@@ -162,11 +162,13 @@ install: $(PROG)
 # lacks a few BSD functions that libbsd gives the dynamic build: compat.c
 # has them, for this build only.  To cross-build, name a musl-targeting
 # compiler and BearSSL's CC:
-#	make static MUSLCC="aarch64-linux-musl-gcc"
+#	make static STATIC_AR=aarch64-linux-gnu-ar MUSLCC="aarch64-linux-gnu-gcc \
+#	    -specs /usr/lib/aarch64-linux-musl/musl-gcc.specs"
 # (see README: Static build).
 STATICDIR = static
 BEARSSL	= $(STATICDIR)/bearssl
 MUSLCC	?= musl-gcc
+STATIC_AR ?= ar
 STATIC_CFLAGS = -std=c99 $(WARN) -Werror -Os -ffunction-sections \
 	  -fdata-sections -D_DEFAULT_SOURCE -include compat.h -I. \
 	  -I$(BEARSSL)/inc
@@ -200,10 +202,11 @@ $(BEARSSL)/build/libbearssl.a:
 	    >source.log 2>&1) && \
 	dpkg-source -x $(STATICDIR)/apt/bearssl_*.dsc $(BEARSSL) \
 	    >$(STATICDIR)/apt/extract.log && \
-	$(MAKE) -C $(BEARSSL) CONF=Unix CC=$(MUSLCC) AR=ar \
+	$(MAKE) -C $(BEARSSL) CONF=Unix CC="$(MUSLCC)" AR="$(STATIC_AR)" \
 	    CFLAGS="-W -Wall -Os -ffunction-sections -fdata-sections" lib \
 	    >$(STATICDIR)/bearssl.log 2>&1 || \
-	{ tail -n 5 $(STATICDIR)/apt/*.log $(STATICDIR)/bearssl.log; exit 1; }
+	{ for f in $(STATICDIR)/apt/*.log $(STATICDIR)/bearssl.log; do \
+	    [ -f $$f ] && tail -n 5 $$f; done; exit 1; }
 
 # The end-to-end tests (test/t_*.sh) against static/relay.
 check-static: static
