@@ -2,7 +2,7 @@
 # (against a build with AddressSanitizer and UBSan), `make install` installs.
 
 PROG	= relay
-SRCS	= relay.c conf.c secret.c addr.c msg.c header.c mime.c smtp.c tls.c net.c anchors.c keys.c queue.c deliver.c spool.c bounce.c mailq.c names.c util.c
+SRCS	= relay.c conf.c env.c secret.c addr.c msg.c header.c mime.c smtp.c tls.c net.c anchors.c keys.c queue.c deliver.c spool.c bounce.c mailq.c names.c util.c
 OBJS	= $(SRCS:.c=.o)
 
 PREFIX	?= /usr/local

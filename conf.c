@@ -30,6 +30,7 @@
  */
 #define LINE_CAP	65536	/* octets of a line, its ending not counted */
 #define DEFAULT_MAX_RCPTS 1000
+#define ENV_LINE	((size_t)-1)	/* "line" of a RELAY_* setting */
 /* rcpt_add() looks for duplicates one by one: keep n * n reasonable. */
 #define MAX_RCPTS_CAP	100000
 
@@ -51,6 +52,8 @@ struct parser {
 	size_t		*alias_line;	/* line of each conf->aliases entry */
 	int		 queue_none;	/* "queue none" was given */
 	int		 tls_verify;	/* VERIFY_* as given, or -1 */
+	int		 use_env;	/* "environment yes" was given */
+	const char	*env_var;	/* the RELAY_* variable being applied */
 	char		*err;
 	size_t		 errlen;
 };
@@ -61,6 +64,8 @@ enum { VERIFY_PIN, VERIFY_BOTH };		/* tls_verify's words */
 enum { PIN_CERT, PIN_PUBKEY };			/* kw_pin's field */
 
 static int	kw_host(struct parser *, const struct keyword *, char *);
+static int	kw_environment(struct parser *, const struct keyword *,
+		    char *);
 static int	kw_port(struct parser *, const struct keyword *, char *);
 static int	kw_tls(struct parser *, const struct keyword *, char *);
 static int	kw_user(struct parser *, const struct keyword *, char *);
@@ -101,6 +106,7 @@ static int	kw_submit_timeout(struct parser *, const struct keyword *,
 
 static const struct keyword keywords[] = {
 	{ "host",		kw_host,		0,		0 },
+	{ "environment",	kw_environment,		0,		0 },
 	{ "port",		kw_port,		0,		0 },
 	{ "tls",		kw_tls,			0,		0 },
 	{ "user",		kw_user,		0,		0 },
@@ -216,7 +222,9 @@ where_err(struct parser *p, int withline, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (withline)
+	if (p->env_var != NULL)
+		n = snprintf(p->err, p->errlen, "%s: ", p->env_var);
+	else if (withline && p->lineno != ENV_LINE)
 		n = snprintf(p->err, p->errlen, "%s:%zu: ", p->path, p->lineno);
 	else
 		n = snprintf(p->err, p->errlen, "%s: ", p->path);
@@ -1069,12 +1077,22 @@ unquote(struct parser *p, char *value)
 	return 0;
 }
 
+/* One setting, from a line or a RELAY_* variable. */
+static int
+set_keyword(struct parser *p, const struct keyword *kw, char *value)
+{
+	if (kw->set(p, kw, value) == -1)
+		return -1;
+	p->seen[keyword_index(kw)] = p->lineno;
+	return 0;
+}
+
 static int
 parse_line(struct parser *p, char *line, size_t len)
 {
 	const struct keyword *kw;
 	char *word, *value;
-	size_t i, prev;
+	size_t prev;
 	int commented;
 
 	if (strlen(line) != len)
@@ -1091,8 +1109,7 @@ parse_line(struct parser *p, char *line, size_t len)
 	}
 	if ((kw = keyword_find(word)) == NULL)
 		return unknown_keyword(p, word);
-	i = keyword_index(kw);
-	if (!kw->repeat && (prev = p->seen[i]) != 0)
+	if (!kw->repeat && (prev = p->seen[keyword_index(kw)]) != 0)
 		return lerr(p, "\"%s\" already set at line %zu", kw->name,
 		    prev);
 	/* "password = x" would silently make "= x" the password. */
@@ -1104,7 +1121,7 @@ parse_line(struct parser *p, char *line, size_t len)
 	if (*value == '\0')
 		return lerr(p, "missing value for \"%s\"", kw->name);
 	commented = strstr(value, " #") != NULL || strstr(value, "\t#") != NULL;
-	if (kw->set(p, kw, value) == -1) {
+	if (set_keyword(p, kw, value) == -1) {
 		/* The usual cause: a comment after the value (ssmtp allows). */
 		if (commented)
 			(void)strlcat(p->err, " (a '#' after a value is part "
@@ -1112,7 +1129,91 @@ parse_line(struct parser *p, char *line, size_t len)
 			    p->errlen);
 		return -1;
 	}
-	p->seen[i] = p->lineno;
+	return 0;
+}
+
+/* ---- the environment (RELAY_*; env.c) --------------------------------- */
+
+/* "environment yes": RELAY_* variables add to the file (never override). */
+static int
+kw_environment(struct parser *p, const struct keyword *kw, char *value)
+{
+	int yes;
+
+	if (p->env_var != NULL)
+		return lerr(p, "means something only in a file");
+	if (choice(p, kw, value, yesno_words, &yes) == -1)
+		return -1;
+	p->use_env = yes;
+	return 0;
+}
+
+/* Why a variable is refused before its keyword sees it, or NULL. */
+static const char *
+env_refusal(const struct envset *s, const struct keyword *kw)
+{
+	if (strcmp(kw->name, "password") == 0)
+		return "a password in the environment shows in /proc and "
+		    "\"docker inspect\": use RELAY_PASSWORD_FILE, "
+		    "RELAY_PASSWORD_COMMAND, or RELAY_PASSWORD_ENV naming the "
+		    "variable that holds it";
+	if (strcmp(kw->name, "port") == 0 && strstr(s->value, "://") != NULL)
+		return "looks like Kubernetes' variable for a service named "
+		    "\"relay\" (set enableServiceLinks: false, or name the "
+		    "service otherwise)";
+	return NULL;
+}
+
+/* One RELAY_* setting; a repeatable keyword takes one value a line. */
+static int
+env_apply_one(struct parser *p, struct envset *s)
+{
+	const struct keyword *kw;
+	const char *why;
+	char *value, *next, near[64];
+	size_t i, prev;
+
+	p->env_var = s->var;
+	if ((kw = keyword_find(s->keyword)) == NULL) {
+		if ((kw = keyword_near(s->keyword)) == NULL)
+			return lerr(p, "no such setting");
+		for (i = 0; kw->name[i] != '\0' && i + 1 < sizeof(near); i++)
+			near[i] = (char)toupper((unsigned char)kw->name[i]);
+		near[i] = '\0';
+		return lerr(p, "no such setting (did you mean RELAY_%s?)", near);
+	}
+	if ((why = env_refusal(s, kw)) != NULL)
+		return lerr(p, "%s", why);
+	if (!kw->repeat && (prev = p->seen[keyword_index(kw)]) != 0)
+		return lerr(p, "\"%s\" is set in %s too (line %zu): set it in "
+		    "one place", kw->name, p->path, prev);
+	for (value = s->value; value != NULL; value = next) {
+		if ((next = strchr(value, '\n')) != NULL)
+			*next++ = '\0';
+		if (!kw->repeat && next != NULL)
+			return lerr(p, "one value, not several lines");
+		if (*value == '\0')
+			return lerr(p, "empty value");
+		if (set_keyword(p, kw, value) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The RELAY_* settings, after the file's (or alone).  upper-case names
+ * map to keywords (RELAY_TIMEOUT_CONNECT is timeout_connect).
+ */
+static int
+env_apply(struct parser *p, struct envset *sets, size_t n)
+{
+	size_t i;
+
+	p->lineno = ENV_LINE;
+	for (i = 0; i < n; i++)
+		if (env_apply_one(p, &sets[i]) == -1)
+			return -1;
+	p->env_var = NULL;
 	return 0;
 }
 
@@ -1374,10 +1475,23 @@ open_conf(struct parser *p, const char *path, struct stat *st)
 	return NULL;
 }
 
+/*
+ * No file at the default path: the RELAY_* settings stand in for it.  A
+ * file the caller named (-C, RELAY_CONF) must exist.
+ */
+static int
+env_instead(const char *path)
+{
+	return strcmp(path, RELAY_CONF_DEFAULT) == 0 &&
+	    access(path, F_OK) == -1 && errno == ENOENT;
+}
+
 int
 conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 {
 	struct parser p;
+	struct envset *sets = NULL;
+	size_t nsets = 0;
 	char iobuf[BUFSIZ];
 	struct stat st;
 	FILE *fp;
@@ -1402,22 +1516,33 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	c->submit_timeout = DEFAULT_SUBMIT_TIMEOUT;
 	c->verify_chain = 1;
 
-	if ((c->path = strdup(path)) == NULL)
-		return ferr(&p, "%s", strerror(errno));
-	if ((fp = open_conf(&p, path, &st)) == NULL) {
-		conf_free(c);
+	if (!privileged() && env_settings(&sets, &nsets, err, errlen) == -1)
 		return -1;
-	}
-	/* Our own buffer, so that an inline password can be wiped. */
-	if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0)
-		(void)ferr(&p, "%s", strerror(errno));
-	else {
-		p.mode = st.st_mode;
-		if (read_lines(&p, fp) == 0 && finish(&p) == 0)
+	if (nsets > 0 && env_instead(path)) {
+		/* No file: the environment alone (a container). */
+		(void)strlcpy(p.path, "the environment (RELAY_*)",
+		    sizeof(p.path));
+		if ((c->path = strdup(p.path)) == NULL)
+			(void)ferr(&p, "%s", strerror(errno));
+		else if (env_apply(&p, sets, nsets) == 0 && finish(&p) == 0)
 			rv = 0;
+	} else if ((c->path = strdup(path)) == NULL)
+		(void)ferr(&p, "%s", strerror(errno));
+	else if ((fp = open_conf(&p, path, &st)) != NULL) {
+		/* Our own buffer, so that an inline password can be wiped. */
+		if (setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)) != 0)
+			(void)ferr(&p, "%s", strerror(errno));
+		else {
+			p.mode = st.st_mode;
+			if (read_lines(&p, fp) == 0 && (!p.use_env ||
+			    env_apply(&p, sets, nsets) == 0) &&
+			    finish(&p) == 0)
+				rv = 0;
+		}
+		(void)fclose(fp);
+		explicit_bzero(iobuf, sizeof(iobuf));
 	}
-	(void)fclose(fp);
-	explicit_bzero(iobuf, sizeof(iobuf));
+	env_settings_free(sets, nsets);
 	free(p.alias_line);
 	if (rv == -1)
 		conf_free(c);

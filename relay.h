@@ -174,6 +174,22 @@ int	 secret_file_read(const char *keyword, const char *file,
 /* "readable", "writable" or "accessible": what others may do, by mode. */
 const char *others_can(mode_t);
 
+/* ---- env.c: settings from RELAY_* variables ---------------------------- */
+
+struct envset {
+	char	*var;		/* the variable it came from, for errors */
+	char	*keyword;	/* relay.conf's name for it */
+	char	*value;
+};
+
+/*
+ * The RELAY_* variables of the environment as keyword/value pairs, in
+ * the order of environ; RELAY_SMARTHOST as several.  Returns 0, or -1
+ * with err set (a malformed RELAY_SMARTHOST).
+ */
+int	 env_settings(struct envset **, size_t *, char *err, size_t errlen);
+void	 env_settings_free(struct envset *, size_t);
+
 /* ---- addr.c: RFC 5322 address lists ----------------------------------- */
 
 struct mailbox {
