@@ -13,11 +13,16 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <syslog.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "relay.h"
+
+#ifndef _PATH_LOG
+#define _PATH_LOG	"/dev/log"	/* musl's <syslog.h> does not name it */
+#endif
 
 #define BLANKS		" \t"
 #define MAXKEYWORDS	48	/* size of parser.seen */
@@ -1382,6 +1387,13 @@ finish(struct parser *p)
 	if (c->queue == NULL && !p->queue_none &&
 	    set_string(p, &c->queue, RELAY_QUEUE_DEFAULT) == -1)
 		return -1;
+	/*
+	 * No "log", and no syslog socket (a container): syslog(3) would drop
+	 * every line without a word, so they go to stderr.  "log syslog"
+	 * said so is kept: silent, as cron jobs want.
+	 */
+	if (seen(p, "log") == 0 && access(_PATH_LOG, W_OK) == -1)
+		c->log = LOGTO_STDERR;
 	if (c->retry_min > c->retry_max)
 		return ferr(p, "retry_min (%ds) is longer than retry_max (%ds)",
 		    c->retry_min, c->retry_max);
